@@ -27,6 +27,7 @@ head in the graph and the batch shape fixed, as DDP needs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from enum import Enum
 
@@ -39,6 +40,7 @@ __all__ = [
     "Similarity",
     "SegmentationGate",
     "masked_heatmap_mse",
+    "gaussian_mass_vox",
     "heatmap_boundary_similarity",
     "bab_heatmap_direction_loss",
     "bab_segmentation_direction_loss",
@@ -70,15 +72,20 @@ def _masked_mean(values: Tensor, valid: Tensor, anchor: Tensor) -> Tensor:
     return (values * valid).sum() / valid.sum().clamp_min(1.0) + anchor.sum() * 0.0
 
 
-def masked_heatmap_mse(predicted: Tensor, target: Tensor, valid: Tensor, foreground_weight: float = 1.0) -> Tensor:
+def masked_heatmap_mse(
+    predicted: Tensor, target: Tensor, valid: Tensor, foreground_weight: float = 1.0, normalizer: float | None = None
+) -> Tensor:
     """Mean squared error of heatmaps over the valid (case, landmark) pairs only.
 
     Args:
         predicted: ``(B, K, *spatial)`` predicted heatmaps.
         target: ``(B, K, *spatial)`` reference heatmaps (zeros for absent landmarks).
         valid: ``(B, K)`` bool; ``False`` for cases without landmark annotation and for absent landmarks.
-        foreground_weight: extra weight ``1 + (w - 1) * target`` on voxels near the landmark (1 = plain MSE); a
-            Gaussian covers a tiny part of the image, so plain MSE is dominated by the background.
+        foreground_weight: extra weight ``1 + (w - 1) * target`` on voxels near the landmark (1 = plain MSE).
+        normalizer: if given, each pair's *sum* of weighted squared errors is divided by it instead of taking the
+            mean over voxels. Passing the mass of one full Gaussian (:func:`gaussian_mass_vox`) makes the loss
+            independent of the patch size: predicting all zeros then costs 1/2 in 2D, whatever the patch, whereas
+            the voxel mean shrinks with the patch (a Gaussian covers a tiny part of a large patch).
 
     Returns:
         Scalar loss; exactly zero (with a graph to ``predicted``) when no pair is valid.
@@ -90,9 +97,22 @@ def masked_heatmap_mse(predicted: Tensor, target: Tensor, valid: Tensor, foregro
         raise ValueError(f"shapes differ: predicted {tuple(predicted.shape)}, target {tuple(target.shape)}, valid {tuple(valid.shape)}")
     if foreground_weight < 1.0:
         raise ValueError(f"foreground_weight must be >= 1, got {foreground_weight}")
+    if normalizer is not None and not normalizer > 0:
+        raise ValueError(f"normalizer must be positive, got {normalizer}")
     weights = 1.0 + (foreground_weight - 1.0) * target
-    per_pair = (weights * (predicted - target) ** 2).flatten(2).mean(-1)
+    squared = (weights * (predicted - target) ** 2).flatten(2)
+    per_pair = squared.mean(-1) if normalizer is None else squared.sum(-1) / normalizer
     return _masked_mean(per_pair, valid, predicted)
+
+
+def gaussian_mass_vox(sigma_vox: Sequence[float]) -> float:
+    """Sum of an unnormalised Gaussian ``exp(-|x|^2 / 2 sigma^2)`` over an infinite voxel grid, ``prod sqrt(2 pi) sigma``."""
+    mass = 1.0
+    for sigma in sigma_vox:
+        if not sigma > 0:
+            raise ValueError(f"sigma_vox must be positive, got {tuple(sigma_vox)}")
+        mass *= math.sqrt(2.0 * math.pi) * sigma
+    return mass
 
 
 def heatmap_boundary_similarity(

@@ -5,6 +5,24 @@ classes themselves live in the installed package, so their identity and pickling
 re-exports only: no code with side effects. The folder deliberately has no ``__init__.py``.
 """
 
-from nnunet_babloss.nnunet.trainers import nnUNetTrainer_BabDemo
+from nnunet_babloss.nnunet.trainers import (
+    BaBLossTrainer,
+    BaBLossTrainer_BabDemo,
+    BaBLossTrainer_cosine,
+    BaBLossTrainer_released,
+    BaBLossTrainer_softBoundary,
+    HeatmapTrainer,
+    HeatmapTrainer_BabDemo,
+    nnUNetTrainer_BabDemo,
+)
 
-__all__ = ["nnUNetTrainer_BabDemo"]
+__all__ = [
+    "BaBLossTrainer",
+    "BaBLossTrainer_BabDemo",
+    "BaBLossTrainer_cosine",
+    "BaBLossTrainer_released",
+    "BaBLossTrainer_softBoundary",
+    "HeatmapTrainer",
+    "HeatmapTrainer_BabDemo",
+    "nnUNetTrainer_BabDemo",
+]

@@ -141,3 +141,14 @@ def test_unknown_similarity_and_gate_are_rejected() -> None:
         heatmap_boundary_similarity(heatmaps, heatmaps, [0], "dot")
     with pytest.raises(ValueError):
         bab_segmentation_direction_loss(heatmaps, heatmaps, [0], torch.tensor([[True]]), 1.0, SPACING, "hard")
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (96, 96)])
+def test_mass_normalised_loss_of_predicting_zeros_is_one_half_whatever_the_patch(shape) -> None:
+    """sum(t^2) / sum(t) for a sampled 2D Gaussian: (pi sigma^2) / (2 pi sigma^2) = 1/2."""
+    from nnunet_babloss.losses import gaussian_mass_vox
+
+    sigma = 2.5
+    target = render_gaussian_heatmaps(torch.tensor([[[shape[0] / 2, shape[1] / 2]]]), shape, sigma)
+    loss = masked_heatmap_mse(torch.zeros_like(target), target, torch.tensor([[True]]), normalizer=gaussian_mass_vox((sigma, sigma)))
+    assert loss.item() == pytest.approx(0.5, rel=1e-3)

@@ -65,7 +65,7 @@ def test_stock_trainer_lookup_finds_our_trainer_through_the_shim() -> None:
     )
     assert completed.returncode == 0, completed.stderr
     # The class comes from the installed package, not from a top-level copy of the shim module.
-    assert completed.stdout.strip().splitlines()[-1] == "nnunet_babloss.nnunet.trainers.schedules"
+    assert completed.stdout.strip().splitlines()[-1] == "nnunet_babloss.nnunet.trainers.variants"
 
 
 def test_trainer_dir_command_prints_the_shim_folder() -> None:

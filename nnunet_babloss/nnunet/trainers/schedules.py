@@ -1,4 +1,4 @@
-"""Training-schedule settings as class attributes, and short-schedule trainer variants.
+"""Training-schedule settings as class attributes.
 
 nnU-Net rebuilds trainers from their ``__init__`` arguments, so ``__init__`` never gains parameters: a schedule is
 chosen by subclassing and overriding the class attributes of :class:`ScheduleSettings`.
@@ -6,10 +6,7 @@ chosen by subclassing and overriding the class attributes of :class:`ScheduleSet
 
 from __future__ import annotations
 
-import torch
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-__all__ = ["ScheduleSettings", "nnUNetTrainer_BabDemo"]
+__all__ = ["ScheduleSettings", "DemoSchedule"]
 
 
 class ScheduleSettings:
@@ -36,15 +33,9 @@ class ScheduleSettings:
                 setattr(self, attribute, value)
 
 
-class nnUNetTrainer_BabDemo(ScheduleSettings, nnUNetTrainer):
-    """Stock nnU-Net training on a demo schedule: 3 epochs x 10 iterations (CPU smoke runs, not real training)."""
+class DemoSchedule(ScheduleSettings):
+    """3 epochs x 10 iterations, 3 validation iterations: CPU smoke runs, not real training."""
 
     schedule_num_epochs = 3
     schedule_iterations_per_epoch = 10
     schedule_val_iterations_per_epoch = 3
-
-    def __init__(
-        self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = torch.device("cuda")
-    ) -> None:
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.apply_schedule_settings()

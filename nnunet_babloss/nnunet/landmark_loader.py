@@ -1,0 +1,156 @@
+"""nnU-Net's data loader, extended with landmark keypoints and per-sample annotation flags.
+
+Landmarks stay in world mm at dataset level (``landmarksTr``) and are mapped to each case's preprocessed voxels on
+the fly from the case's properties (``sitk_stuff``, crop box, shapes) — see
+:mod:`nnunet_babloss.landmarks.geometry`. A patch of a landmark-only case is centred on one of its landmarks
+(nnU-Net would crop such a case blindly, since it has no class locations). Keypoints then go through the
+keypoint-aware augmentation of :mod:`nnunet_babloss.nnunet.keypoint_transforms`.
+
+Each batch gains:
+
+* ``keypoints``: ``(B, K, D)`` float32 voxel coordinates in the patch, NaN where a landmark is absent, not
+  annotated, or (2D training on 3D volumes) not on the sampled slice;
+* ``has_mask``: ``(B,)`` bool, the case has a mask (some voxel is neither the ignore label nor padding);
+* ``has_landmarks``: ``(B,)`` bool, the case has a landmark file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from acvl_utils.cropping_and_padding.bounding_boxes import crop_and_pad_nd
+from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+from threadpoolctl import threadpool_limits
+
+from nnunet_babloss.landmarks.geometry import ImageGeometry, PreprocessingMap, world_to_preprocessed_index
+
+__all__ = ["LandmarkDataLoader", "preprocessed_keypoints"]
+
+
+def preprocessed_keypoints(
+    points_mm: np.ndarray, properties: Mapping, transpose_forward: list[int], preprocessed_shape: tuple[int, ...]
+) -> np.ndarray:
+    """Map world landmarks ``(K, D)`` of one case to its preprocessed voxel indices ``(K, 3)`` (NaN stays NaN)."""
+    geometry = ImageGeometry.from_sitk_stuff(properties["sitk_stuff"])
+    mapping = PreprocessingMap.from_nnunet(properties, transpose_forward, preprocessed_shape)
+    return world_to_preprocessed_index(points_mm, geometry, mapping)
+
+
+class LandmarkDataLoader(nnUNetDataLoader):
+    """``nnUNetDataLoader`` that also delivers landmark keypoints and annotation flags.
+
+    Args:
+        *args, **kwargs: as for ``nnUNetDataLoader``.
+        landmarks_world: case id -> ``(K, D)`` world points (NaN rows = absent) for cases with a landmark file.
+        num_landmarks: ``K``.
+        transpose_forward: the plans' ``transpose_forward``.
+        ignore_label: the dataset's ignore label (``None`` if it has none).
+        landmark_centred_probability: probability that a patch of a case *with landmarks* is centred on one of
+            them even when the case also has a mask (landmark-only cases are always centred on a landmark).
+    """
+
+    def __init__(
+        self,
+        *args,
+        landmarks_world: Mapping[str, np.ndarray],
+        num_landmarks: int,
+        transpose_forward: list[int],
+        ignore_label: int | None,
+        landmark_centred_probability: float = 0.33,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.landmarks_world = dict(landmarks_world)
+        self.num_landmarks = num_landmarks
+        self.transpose_forward = list(transpose_forward)
+        self.ignore_label = ignore_label
+        self.landmark_centred_probability = landmark_centred_probability
+        self._has_mask_cache: dict[str, bool] = {}
+
+    def _annotated(self, seg: np.ndarray) -> bool:
+        labels = seg[0]
+        if self.ignore_label is None:
+            return True
+        return bool(np.any((labels != self.ignore_label) & (labels >= 0)))
+
+    def _landmark_bbox(self, data_shape: tuple[int, ...], keypoints: np.ndarray) -> tuple[list[int], list[int]]:
+        """A patch box whose centre lies near a randomly chosen present landmark (jittered by a quarter patch)."""
+        present = np.flatnonzero(~np.isnan(keypoints).any(axis=1))
+        chosen = keypoints[np.random.choice(present)]
+        lower = []
+        for axis, size in enumerate(self.patch_size):
+            jitter = np.random.randint(-(size // 4), size // 4 + 1) if size > 1 else 0
+            centre = int(round(chosen[axis])) + jitter
+            centre = min(max(centre, 0), data_shape[axis] - 1)
+            lower.append(centre - size // 2)
+        return lower, [low + size for low, size in zip(lower, self.patch_size)]
+
+    def generate_train_batch(self) -> dict:
+        selected_keys = self.get_indices()
+        images, targets, keypoints_all, has_mask, has_landmarks = [], None, [], [], []
+        with torch.no_grad(), threadpool_limits(limits=1, user_api=None):
+            for sample_index, key in enumerate(selected_keys):
+                force_fg = self.get_do_oversample(sample_index)
+                data, seg, seg_prev, properties = self._data.load_case(key)
+                shape = data.shape[1:]
+                world = self.landmarks_world.get(key)
+                keypoints = (
+                    preprocessed_keypoints(world, properties, self.transpose_forward, tuple(shape))
+                    if world is not None
+                    else np.full((self.num_landmarks, 3), np.nan)
+                )
+                case_has_landmarks = world is not None and not np.isnan(keypoints).all()
+                case_has_mask = self._annotated_case(key, seg)
+                if case_has_landmarks and (not case_has_mask or np.random.uniform() < self.landmark_centred_probability):
+                    lower, upper = self._landmark_bbox(shape, keypoints)
+                else:
+                    lower, upper = self.get_bbox(shape, force_fg, properties["class_locations"])
+                bbox = [[low, high] for low, high in zip(lower, upper)]
+                data_cropped = torch.from_numpy(crop_and_pad_nd(data, bbox, 0)).float()
+                seg_cropped = torch.from_numpy(crop_and_pad_nd(seg, bbox, -1, cast_cropped_to=np.int16)).to(torch.int16)
+                if seg_prev is not None:
+                    seg_prev_cropped = crop_and_pad_nd(seg_prev, bbox, -1, cast_cropped_to=np.int16)
+                    seg_cropped = torch.cat((seg_cropped, torch.from_numpy(seg_prev_cropped).to(torch.int16)[None]), dim=0)
+                patch_keypoints = keypoints - np.asarray(lower, dtype=np.float64)
+                if self.patch_size_was_2d:
+                    data_cropped, seg_cropped = data_cropped[:, 0], seg_cropped[:, 0]
+                    # A landmark belongs to a 2D patch only if it lies on the sampled slice.
+                    off_slice = np.abs(patch_keypoints[:, 0]) > 0.5
+                    patch_keypoints = patch_keypoints[:, 1:]
+                    patch_keypoints[off_slice] = np.nan
+                sample = {
+                    "image": data_cropped,
+                    "segmentation": seg_cropped,
+                    "keypoints": torch.from_numpy(patch_keypoints.astype(np.float32)),
+                }
+                if self.transforms is not None:
+                    sample = self.transforms(**sample)
+                images.append(sample["image"])
+                segmentation = sample["segmentation"]
+                if targets is None:
+                    targets = [[] for _ in segmentation] if isinstance(segmentation, list) else []
+                if isinstance(segmentation, list):
+                    for level, level_target in enumerate(segmentation):
+                        targets[level].append(level_target)
+                else:
+                    targets.append(segmentation)
+                keypoints_all.append(sample["keypoints"])
+                has_mask.append(case_has_mask)
+                has_landmarks.append(world is not None)
+        stacked_targets = [torch.stack(level) for level in targets] if targets and isinstance(targets[0], list) else torch.stack(targets)
+        return {
+            "data": torch.stack(images),
+            "target": stacked_targets,
+            "keys": selected_keys,
+            "keypoints": torch.stack(keypoints_all),
+            "has_mask": torch.tensor(has_mask, dtype=torch.bool),
+            "has_landmarks": torch.tensor(has_landmarks, dtype=torch.bool),
+        }
+
+    def _annotated_case(self, key: str, seg: np.ndarray) -> bool:
+        """Whether the case has a mask: any voxel that is neither the ignore label nor padding (cached per case)."""
+        if key not in self._has_mask_cache:
+            self._has_mask_cache[key] = self._annotated(np.asarray(seg[:1]))
+        return self._has_mask_cache[key]

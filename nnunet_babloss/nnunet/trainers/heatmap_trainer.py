@@ -1,0 +1,409 @@
+"""``HeatmapTrainer``: nnU-Net's planned U-Net with a landmark heatmap head, trained on partial labels.
+
+The baseline of the heterogeneous partially-labelled setting (a multi-head network without the bridge loss):
+
+* cases without a mask carry the ignore label and are ignored by the segmentation loss at every deep-supervision
+  level, padding included; cases without landmarks contribute no heatmap loss; a batch with no masks or no
+  landmarks still trains (losses are masked, never subset, so DDP cannot deadlock and every head stays in the graph);
+* landmarks follow augmentation exactly and heatmaps are rendered on the training device from the keypoints;
+* validation logs landmark MRE and SDR next to nnU-Net's pseudo Dice, and selects ``checkpoint_best`` on a score
+  that still works when a fold has no masks or no landmarks.
+
+Settings are class attributes; variants are subclasses (nnU-Net rebuilds trainers from their ``__init__``
+arguments, so ``__init__`` takes exactly nnU-Net's).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
+from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
+from nnunetv2.paths import nnUNet_raw
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+from nnunetv2.utilities.helpers import dummy_context
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import Tensor, autocast, nn
+
+from nnunet_babloss.heatmaps import decode_heatmaps, render_gaussian_heatmaps, sigma_mm_to_vox
+from nnunet_babloss.landmarks.geometry import ImageGeometry
+from nnunet_babloss.landmarks.io import read_landmarks
+from nnunet_babloss.landmarks.spec import LandmarkSpec
+from nnunet_babloss.losses import gaussian_mass_vox, masked_heatmap_mse
+from nnunet_babloss.network import SegmentationHeatmapNetwork, SegmentationHeatmapOutput
+from nnunet_babloss.nnunet.keypoint_transforms import make_keypoint_aware
+from nnunet_babloss.nnunet.landmark_loader import LandmarkDataLoader
+from nnunet_babloss.nnunet.landmark_logging import LandmarkLocalLogger
+from nnunet_babloss.nnunet.trainers.schedules import ScheduleSettings
+
+__all__ = ["PLANS_LANDMARKS_KEY", "HeatmapTrainer", "landmark_spec_from_plans", "lateral_array_axis"]
+
+PLANS_LANDMARKS_KEY = "bab_landmarks"
+LANDMARK_FOLDER = "landmarksTr"
+
+
+def landmark_spec_from_plans(plans: dict) -> LandmarkSpec:
+    """The landmark specification our trainers store in the plans (so inference can rebuild the network).
+
+    Raises:
+        ValueError: if the plans were not written by one of our trainers.
+    """
+    block = plans.get(PLANS_LANDMARKS_KEY)
+    if block is None:
+        raise ValueError(
+            f"these plans have no '{PLANS_LANDMARKS_KEY}' entry: they were not written by an nnunet-babloss trainer "
+            "(use the plans.json of the trained model folder)"
+        )
+    return LandmarkSpec.from_dataset_json({"labels": plans.get("bab_labels", {}), "landmarks": block})
+
+
+def lateral_array_axis(geometry: ImageGeometry) -> int:
+    """The array axis (numpy order) whose world direction is closest to the patient's left-right axis (LPS x)."""
+    direction = geometry.direction_matrix
+    itk_axis = int(np.argmax(np.abs(direction[0])))
+    return geometry.dimension - 1 - itk_axis
+
+
+class HeatmapTrainer(ScheduleSettings, nnUNetTrainer):
+    """Segmentation + landmark heatmaps on heterogeneous partial labels, without the bridge loss."""
+
+    heatmap_loss_weight: float = 1.0
+    heatmap_foreground_weight: float = 1.0
+    landmark_centred_probability: float = 0.33
+    sdr_thresholds_mm: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0)
+    selection_sdr_threshold_mm: float = 4.0
+    selection_ema_momentum: float = 0.9
+
+    def __init__(
+        self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = torch.device("cuda")
+    ) -> None:
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.apply_schedule_settings()
+        self.landmark_spec = LandmarkSpec.from_dataset_json(dataset_json)
+        if self.label_manager.has_regions:
+            raise ValueError(
+                f"{type(self).__name__} does not support region-based labels yet; use an exclusive label map"
+            )
+        # Stored in the plans so that build_network_architecture (also called by nnU-Net's stock predictor, which
+        # sees only the plans) can rebuild the heatmap head.
+        self.plans_manager.plans[PLANS_LANDMARKS_KEY] = self.landmark_spec.to_json_block()
+        self.plans_manager.plans["bab_labels"] = dict(dataset_json["labels"])
+        self.logger.local_logger = LandmarkLocalLogger(sdr_thresholds_mm=self.sdr_thresholds_mm)
+        self._best_selection_score: float | None = None
+        spacing = list(self.configuration_manager.spacing)
+        self.patch_spacing_mm = tuple(float(value) for value in spacing)
+        self.sigma_vox = sigma_mm_to_vox(self.landmark_spec.sigma_mm, self.patch_spacing_mm)
+
+    # ------------------------------------------------------------------ network
+    @staticmethod
+    def build_network_architecture(
+        plans_manager: PlansManager,
+        configuration_manager: ConfigurationManager,
+        num_input_channels: int,
+        num_output_channels: int,
+        enable_deep_supervision: bool = True,
+    ) -> nn.Module:
+        """nnU-Net's planned U-Net wrapped with a heatmap head (heatmap output off: stock-predictor compatible)."""
+        unet = nnUNetTrainer.build_network_architecture(
+            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision
+        )
+        spec = landmark_spec_from_plans(plans_manager.plans)
+        network = SegmentationHeatmapNetwork(unet, spec.num_landmarks)
+        network.initialize_heatmap_bias()
+        return network
+
+    def _unwrapped_network(self) -> SegmentationHeatmapNetwork:
+        network = self.network.module if self.is_ddp else self.network
+        return getattr(network, "_orig_mod", network)
+
+    def initialize(self) -> None:
+        if not self.was_initialized:
+            super().initialize()
+            self._unwrapped_network().output_heatmaps = True
+
+    # ------------------------------------------------------------------ data
+    def _landmark_folder(self) -> Path:
+        """``nnUNet_raw/<dataset>/landmarksTr``, else the copy next to the preprocessed data."""
+        candidates = []
+        if nnUNet_raw.is_set():
+            candidates.append(Path(nnUNet_raw.get()) / self.plans_manager.dataset_name / LANDMARK_FOLDER)
+        candidates.append(Path(self.preprocessed_dataset_folder_base) / LANDMARK_FOLDER)
+        for candidate in candidates:
+            if candidate.is_dir():
+                return candidate
+        raise FileNotFoundError(
+            f"no landmark folder found; looked for {' and '.join(str(path) for path in candidates)}"
+        )
+
+    def load_world_landmarks(self, case_identifiers: list[str]) -> dict[str, np.ndarray]:
+        """World landmarks ``(K, D)`` of the given cases that have a landmark file."""
+        folder = self._landmark_folder()
+        landmarks = {}
+        for case in case_identifiers:
+            path = folder / f"{case}.json"
+            if path.is_file():
+                landmarks[case] = read_landmarks(path, self.landmark_spec).points_mm
+        return landmarks
+
+    def _lateral_patch_axes(self, dataset) -> tuple[int, ...]:
+        """Patch axes along which a flip exchanges left and right (empty without mirror pairs)."""
+        if not self.landmark_spec.mirror_pairs:
+            return ()
+        properties = dataset.load_case(dataset.identifiers[0])[3]
+        geometry = ImageGeometry.from_sitk_stuff(properties["sitk_stuff"])
+        array_axis = lateral_array_axis(geometry) + (1 if geometry.dimension == 2 else 0)
+        preprocessed_axis = list(self.plans_manager.transpose_forward).index(array_axis)
+        patch_axis = preprocessed_axis - (1 if len(self.configuration_manager.patch_size) == 2 else 0)
+        return (patch_axis,) if patch_axis >= 0 else ()
+
+    def get_dataloaders(self):
+        if self.dataset_class is None:
+            self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+        patch_size = self.configuration_manager.patch_size
+        deep_supervision_scales = self._get_deep_supervision_scales()
+        rotation, dummy_2d, initial_patch_size, mirror_axes = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        dataset_tr, dataset_val = self.get_tr_and_val_datasets()
+        lateral_axes = self._lateral_patch_axes(dataset_tr)
+        pairing = self.landmark_spec.mirror_permutation()
+        common = dict(
+            is_cascaded=self.is_cascaded,
+            foreground_labels=self.label_manager.foreground_labels,
+            regions=None,
+            ignore_label=self.label_manager.ignore_label,
+        )
+        train_transforms = make_keypoint_aware(
+            self.get_training_transforms(
+                patch_size, rotation, deep_supervision_scales, mirror_axes, dummy_2d,
+                use_mask_for_norm=self.configuration_manager.use_mask_for_norm, **common,
+            ),
+            pairing,
+            lateral_axes,
+        )
+        val_transforms = make_keypoint_aware(self.get_validation_transforms(deep_supervision_scales, **common), pairing, lateral_axes)
+        landmarks = self.load_world_landmarks(list(dataset_tr.identifiers) + list(dataset_val.identifiers))
+        self.print_to_log_file(
+            f"landmarks: {len(landmarks)} of {len(dataset_tr.identifiers) + len(dataset_val.identifiers)} cases have a "
+            f"landmark file; sigma {self.landmark_spec.sigma_mm} mm = {tuple(round(s, 3) for s in self.sigma_vox)} voxels; "
+            f"lateral patch axes for mirror pairs: {lateral_axes}"
+        )
+        loader_options = dict(
+            landmarks_world=landmarks,
+            num_landmarks=self.landmark_spec.num_landmarks,
+            transpose_forward=list(self.plans_manager.transpose_forward),
+            ignore_label=self.label_manager.ignore_label,
+            landmark_centred_probability=self.landmark_centred_probability,
+            oversample_foreground_percent=self.oversample_foreground_percent,
+            probabilistic_oversampling=self.probabilistic_oversampling,
+        )
+        loader_train = LandmarkDataLoader(
+            dataset_tr, self.batch_size, initial_patch_size, patch_size, self.label_manager,
+            transforms=train_transforms, **loader_options,
+        )
+        loader_val = LandmarkDataLoader(
+            dataset_val, self.batch_size, patch_size, patch_size, self.label_manager,
+            transforms=val_transforms, **loader_options,
+        )
+        processes = get_allowed_n_proc_DA()
+        if processes == 0:
+            train, val = SingleThreadedAugmenter(loader_train, None), SingleThreadedAugmenter(loader_val, None)
+        else:
+            pin = self.device.type == "cuda"
+            train = NonDetMultiThreadedAugmenter(loader_train, None, processes, max(6, processes // 2), None, pin, 0.002)
+            val = NonDetMultiThreadedAugmenter(loader_val, None, max(1, processes // 2), max(3, processes // 4), None, pin, 0.002)
+        _ = next(train)
+        _ = next(val)
+        return train, val
+
+    # ------------------------------------------------------------------ losses
+    def _batch_to_device(self, batch: dict) -> tuple[Tensor, list[Tensor] | Tensor, Tensor, Tensor, Tensor]:
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"]
+        target = [level.to(self.device, non_blocking=True) for level in target] if isinstance(target, list) else target.to(self.device, non_blocking=True)
+        has_mask = batch["has_mask"].to(self.device)
+        keypoints = batch["keypoints"].to(self.device, non_blocking=True)
+        has_landmarks = batch["has_landmarks"].to(self.device)
+        ignore = self.label_manager.ignore_label
+        if ignore is not None:
+            # Mask-less samples are ignored entirely, at every level and in the padding (which the loader's
+            # RemoveLabelTansform turned into background).
+            levels = target if isinstance(target, list) else [target]
+            keep = has_mask.view(-1, *([1] * (levels[0].ndim - 1)))
+            levels = [torch.where(keep, level, torch.full_like(level, ignore)) for level in levels]
+            target = levels if isinstance(target, list) else levels[0]
+        return data, target, keypoints, has_mask, has_landmarks
+
+    def landmark_validity(self, keypoints: Tensor, has_landmarks: Tensor) -> Tensor:
+        """``(B, K)``: the landmark is annotated in this sample (absent/not annotated -> no heatmap loss)."""
+        return has_landmarks[:, None] & ~torch.isnan(keypoints).any(-1)
+
+    def compute_losses(
+        self, output: SegmentationHeatmapOutput, target, keypoints: Tensor, has_mask: Tensor, has_landmarks: Tensor
+    ) -> dict[str, Tensor]:
+        """Segmentation, heatmap and (in subclasses) bridge losses of one batch; ``total`` is what is optimised."""
+        segmentation_loss = self.loss(output.segmentation, target)
+        patch_shape = tuple(output.heatmap_logits.shape[2:])
+        reference = render_gaussian_heatmaps(keypoints, patch_shape, self.sigma_vox)
+        heatmaps = torch.sigmoid(output.heatmap_logits.float())
+        valid = self.landmark_validity(keypoints, has_landmarks)
+        heatmap_loss = masked_heatmap_mse(
+            heatmaps, reference, valid, self.heatmap_foreground_weight, normalizer=gaussian_mass_vox(self.sigma_vox)
+        )
+        bab_loss = self.compute_bridge_loss(output, heatmaps, reference, target, keypoints, has_mask, valid)
+        total = segmentation_loss + self.heatmap_loss_weight * heatmap_loss + bab_loss
+        return {"total": total, "heatmap": heatmap_loss, "bab": bab_loss}
+
+    def compute_bridge_loss(
+        self, output: SegmentationHeatmapOutput, heatmaps: Tensor, reference_heatmaps: Tensor, target,
+        keypoints: Tensor, has_mask: Tensor, valid: Tensor,
+    ) -> Tensor:
+        """No bridge between the tasks in the baseline; :class:`BaBLossTrainer` overrides this."""
+        return heatmaps.sum() * 0.0
+
+    def _backward_and_step(self, loss: Tensor) -> None:
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.optimizer.step()
+
+    def train_step(self, batch: dict) -> dict:
+        data, target, keypoints, has_mask, has_landmarks = self._batch_to_device(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            losses = self.compute_losses(self.network(data), target, keypoints, has_mask, has_landmarks)
+        self._backward_and_step(losses["total"])
+        return {
+            "loss": losses["total"].detach().cpu().numpy(),
+            "heatmap_loss": losses["heatmap"].detach().cpu().numpy(),
+            "bab_loss": losses["bab"].detach().cpu().numpy(),
+        }
+
+    def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
+        super().on_train_epoch_end(train_outputs)
+        for key, log_key in (("heatmap_loss", "train_heatmap_losses"), ("bab_loss", "train_bab_losses")):
+            self.logger.log(log_key, float(np.mean([output[key] for output in train_outputs])), self.current_epoch)
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, batch: dict) -> dict:
+        data, target, keypoints, has_mask, has_landmarks = self._batch_to_device(batch)
+        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            output = self.network(data)
+            losses = self.compute_losses(output, target, keypoints, has_mask, has_landmarks)
+        segmentation = output.segmentation[0] if isinstance(output.segmentation, list) else output.segmentation
+        reference = target[0] if isinstance(target, list) else target
+        axes = [0, *range(2, segmentation.ndim)]
+        predicted = torch.zeros(segmentation.shape, device=segmentation.device, dtype=torch.float16)
+        predicted.scatter_(1, segmentation.argmax(1, keepdim=True), 1)
+        mask = None
+        if self.label_manager.has_ignore_label:
+            mask = (reference != self.label_manager.ignore_label).float()
+            reference = torch.where(reference == self.label_manager.ignore_label, torch.zeros_like(reference), reference)
+        tp, fp, fn, _ = get_tp_fp_fn_tn(predicted, reference, axes=axes, mask=mask)
+        return {
+            "loss": losses["total"].detach().cpu().numpy(),
+            "tp_hard": tp.detach().cpu().numpy()[1:],
+            "fp_hard": fp.detach().cpu().numpy()[1:],
+            "fn_hard": fn.detach().cpu().numpy()[1:],
+            **self._landmark_error_counts(output.heatmap_logits, keypoints, has_landmarks),
+        }
+
+    def _landmark_error_counts(self, heatmap_logits: Tensor, keypoints: Tensor, has_landmarks: Tensor) -> dict:
+        """Sum and count of radial errors (mm) and hits per SDR threshold, for landmarks inside the patch."""
+        predicted, _ = decode_heatmaps(torch.sigmoid(heatmap_logits.float()))
+        shape = torch.tensor(heatmap_logits.shape[2:], device=keypoints.device, dtype=keypoints.dtype)
+        inside = ((keypoints >= -0.5) & (keypoints <= shape - 0.5)).all(-1)
+        valid = self.landmark_validity(keypoints, has_landmarks) & inside
+        spacing = torch.tensor(self.patch_spacing_mm, device=keypoints.device, dtype=keypoints.dtype)
+        errors = torch.linalg.vector_norm((predicted.to(keypoints.dtype) - keypoints) * spacing, dim=-1)[valid]
+        thresholds = torch.tensor(self.sdr_thresholds_mm, device=errors.device, dtype=errors.dtype)
+        return {
+            "landmark_error_sum_mm": errors.sum().detach().cpu().numpy(),
+            "landmark_count": np.asarray(float(errors.numel())),
+            "landmark_hits": (errors[:, None] <= thresholds[None]).sum(0).float().detach().cpu().numpy(),
+        }
+
+    def on_validation_epoch_end(self, val_outputs: list[dict]) -> None:
+        super().on_validation_epoch_end(val_outputs)
+        error_sum = sum(float(output["landmark_error_sum_mm"]) for output in val_outputs)
+        count = sum(float(output["landmark_count"]) for output in val_outputs)
+        hits = np.sum([output["landmark_hits"] for output in val_outputs], axis=0)
+        if self.is_ddp:
+            gathered = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, (error_sum, count, hits))
+            error_sum = sum(item[0] for item in gathered)
+            count = sum(item[1] for item in gathered)
+            hits = np.sum([item[2] for item in gathered], axis=0)
+        mre = error_sum / count if count else math.nan
+        sdr = [float(value) / count if count else math.nan for value in hits]
+        self.logger.log("val_mre_mm", mre, self.current_epoch)
+        self.logger.log("val_sdr", sdr, self.current_epoch)
+        self._repair_dice_ema()
+        self._log_selection_score(sdr)
+
+    def _repair_dice_ema(self) -> None:
+        """nnU-Net's EMA of the pseudo Dice turns NaN forever after one epoch without masks; skip such epochs."""
+        log = self.logger.local_logger.my_fantastic_logging
+        emas, dice = log["ema_fg_dice"], log["mean_fg_dice"][-1]
+        previous = next((value for value in reversed(emas[:-1]) if not math.isnan(value)), math.nan)
+        if math.isnan(dice):
+            emas[-1] = previous
+        elif math.isnan(previous):
+            emas[-1] = dice
+        else:
+            emas[-1] = previous * self.selection_ema_momentum + (1 - self.selection_ema_momentum) * dice
+
+    def _log_selection_score(self, sdr: list[float]) -> None:
+        """EMA of the mean of the available parts: pseudo Dice and SDR at ``selection_sdr_threshold_mm``."""
+        log = self.logger.local_logger.my_fantastic_logging
+        sdr_at = sdr[list(self.sdr_thresholds_mm).index(self.selection_sdr_threshold_mm)] if sdr else math.nan
+        parts = [value for value in (log["mean_fg_dice"][-1], sdr_at) if not math.isnan(value)]
+        score = float(np.mean(parts)) if parts else math.nan
+        history = [value for value in log["ema_selection_score"] if not math.isnan(value)]
+        if math.isnan(score):
+            ema = history[-1] if history else math.nan
+        elif history:
+            ema = history[-1] * self.selection_ema_momentum + (1 - self.selection_ema_momentum) * score
+        else:
+            ema = score
+        self.logger.log("ema_selection_score", ema, self.current_epoch)
+
+    def on_epoch_end(self) -> None:
+        """Select ``checkpoint_best`` on the selection score instead of nnU-Net's pseudo-Dice EMA."""
+        log = self.logger.local_logger.my_fantastic_logging
+        mre, sdr = log["val_mre_mm"][-1], log["val_sdr"][-1]
+        self.print_to_log_file(
+            f"Landmarks: MRE {mre:.3f} mm, SDR " + ", ".join(f"{t:g} mm {s:.3f}" for t, s in zip(self.sdr_thresholds_mm, sdr))
+        )
+        score = log["ema_selection_score"][-1]
+        improved = not math.isnan(score) and (self._best_selection_score is None or score > self._best_selection_score)
+        # nnU-Net saves checkpoint_best when its _best_ema is None or beaten; steer that decision with our score.
+        self._best_ema = None if improved else math.inf
+        super().on_epoch_end()
+        if improved:
+            self._best_selection_score = score
+            self.print_to_log_file(f"New best selection score (EMA of pseudo Dice and SDR@{self.selection_sdr_threshold_mm:g} mm): {score:.4f}")
+        self._best_ema = self._best_selection_score
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        super().load_checkpoint(filename_or_checkpoint)
+        self._best_selection_score = self._best_ema if self._best_ema is not None and math.isfinite(self._best_ema) else None
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        """nnU-Net's validation of the segmentation (the network answers like a plain U-Net meanwhile)."""
+        network = self._unwrapped_network()
+        network.output_heatmaps = False
+        try:
+            super().perform_actual_validation(save_probabilities)
+        finally:
+            network.output_heatmaps = True
