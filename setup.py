@@ -36,6 +36,8 @@ setup(
             "nnUNetv2_bab_demo=nnunet_babloss.cli.demo:main",
             "nnUNetv2_bab_evaluate=nnunet_babloss.cli.evaluate:main",
             "nnUNetv2_bab_trainer_dir=nnunet_babloss.cli.trainer_dir:main",
+            "nnUNetv2_bab_convert=dataset_conversion.cli_convert:main",
+            "nnUNetv2_bab_merge=dataset_conversion.cli_merge:main",
         ],
     },
 )
