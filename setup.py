@@ -35,6 +35,7 @@ setup(
         "console_scripts": [
             "nnUNetv2_bab_demo=nnunet_babloss.cli.demo:main",
             "nnUNetv2_bab_evaluate=nnunet_babloss.cli.evaluate:main",
+            "nnUNetv2_bab_predict=nnunet_babloss.cli.predict:main",
             "nnUNetv2_bab_trainer_dir=nnunet_babloss.cli.trainer_dir:main",
             "nnUNetv2_bab_convert=dataset_conversion.cli_convert:main",
             "nnUNetv2_bab_merge=dataset_conversion.cli_merge:main",

@@ -20,7 +20,7 @@ from nnunet_babloss.evaluation import evaluate_folders
 from nnunet_babloss.ext_trainers_path import with_ext_trainer_dir
 from nnunet_babloss.synthetic import SyntheticDatasetConfig, generate_synthetic_dataset
 
-__all__ = ["DemoSettings", "DemoResult", "run_demo", "nnunet_environment"]
+__all__ = ["DemoSettings", "DemoResult", "nnunet_command", "nnunet_environment", "run_demo", "run_nnunet_step", "training_environment"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class DemoSettings:
     dataset_id: int = 987
     configuration: str = "2d"
     fold: int = 0
-    trainer: str = "nnUNetTrainer_BabDemo"
+    trainer: str = "BaBLossTrainer_BabDemo"
     device: str = "cpu"
     dataset: SyntheticDatasetConfig = SyntheticDatasetConfig()
 
@@ -63,7 +63,7 @@ def nnunet_environment(work_dir: Path, base: Mapping[str, str]) -> dict[str, str
     return environment
 
 
-def _training_environment(environment: Mapping[str, str]) -> dict[str, str]:
+def training_environment(environment: Mapping[str, str]) -> dict[str, str]:
     """Single-threaded augmentation for training (planning must not see ``nnUNet_n_proc_DA=0``: it calls
     ``torch.set_num_threads`` with that value and fails)."""
     result = dict(environment)
@@ -71,7 +71,7 @@ def _training_environment(environment: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
-def _command(name: str) -> str:
+def nnunet_command(name: str) -> str:
     """Resolve an nnU-Net console script, preferring the one installed beside this interpreter."""
     candidate = Path(sys.executable).parent / name
     if candidate.is_file():
@@ -82,7 +82,7 @@ def _command(name: str) -> str:
     return found
 
 
-def _run_step(title: str, arguments: Sequence[str], environment: Mapping[str, str], log_folder: Path, report: Callable[[str], None]) -> None:
+def run_nnunet_step(title: str, arguments: Sequence[str], environment: Mapping[str, str], log_folder: Path, report: Callable[[str], None]) -> None:
     log_path = log_folder / f"{title.replace(' ', '_')}.log"
     report(f"[{title}] {' '.join([Path(arguments[0]).name, *arguments[1:]])}")
     start = time.perf_counter()
@@ -118,22 +118,22 @@ def run_demo(settings: DemoSettings, report: Callable[[str], None] = print) -> D
         )
     )
     dataset = str(settings.dataset_id)
-    _run_step(
+    run_nnunet_step(
         "plan and preprocess",
-        [_command("nnUNetv2_plan_and_preprocess"), "-d", dataset, "-c", settings.configuration, "-np", "1",
-         "--verify_dataset_integrity"],
+        [nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", dataset, "-c", settings.configuration, "-np", "1",
+         "-npfp", "1", "--verify_dataset_integrity"],
         environment, log_folder, report,
     )
-    _run_step(
+    run_nnunet_step(
         "train",
-        [_command("nnUNetv2_train"), dataset, settings.configuration, str(settings.fold), "-tr", settings.trainer,
+        [nnunet_command("nnUNetv2_train"), dataset, settings.configuration, str(settings.fold), "-tr", settings.trainer,
          "-device", settings.device],
-        _training_environment(environment), log_folder, report,
+        training_environment(environment), log_folder, report,
     )
     prediction_folder = work_dir / "predictions"
-    _run_step(
+    run_nnunet_step(
         "predict",
-        [_command("nnUNetv2_predict"), "-i", str(dataset_folder / "imagesTs"), "-o", str(prediction_folder), "-d",
+        [nnunet_command("nnUNetv2_predict"), "-i", str(dataset_folder / "imagesTs"), "-o", str(prediction_folder), "-d",
          dataset, "-c", settings.configuration, "-f", str(settings.fold), "-tr", settings.trainer, "-device",
          settings.device, "-npp", "1", "-nps", "1"],
         environment, log_folder, report,

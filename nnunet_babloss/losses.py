@@ -41,6 +41,7 @@ __all__ = [
     "SegmentationGate",
     "masked_heatmap_mse",
     "gaussian_mass_vox",
+    "ignore_unannotated_targets",
     "heatmap_boundary_similarity",
     "bab_heatmap_direction_loss",
     "bab_segmentation_direction_loss",
@@ -70,6 +71,27 @@ def _masked_mean(values: Tensor, valid: Tensor, anchor: Tensor) -> Tensor:
     valid = valid.to(values.dtype)
     # clamp instead of branching: no host-device sync, and an all-invalid batch gives an exact 0 in the graph.
     return (values * valid).sum() / valid.sum().clamp_min(1.0) + anchor.sum() * 0.0
+
+
+def ignore_unannotated_targets(targets: Sequence[Tensor], has_mask: Tensor, ignore_label: int) -> list[Tensor]:
+    """Set every deep-supervision target of samples without a mask entirely to the ignore label.
+
+    The loader pads patches with -1, which nnU-Net's augmentation turns into background: without this step a
+    mask-less patch that touches the image border would teach "background" there.
+
+    Args:
+        targets: per deep-supervision level, ``(B, 1, *spatial)`` label maps.
+        has_mask: ``(B,)`` bool.
+        ignore_label: the dataset's ignore label.
+
+    Returns:
+        New target tensors (the inputs are not modified).
+    """
+    result = []
+    for level in targets:
+        keep = has_mask.view(-1, *([1] * (level.ndim - 1)))
+        result.append(torch.where(keep, level, torch.full_like(level, ignore_label)))
+    return result
 
 
 def masked_heatmap_mse(

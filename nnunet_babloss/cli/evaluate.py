@@ -14,7 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnUNetv2_bab_evaluate",
         description="Score predicted segmentations and landmarks against references. Writes summary.json, "
-        "segmentation_per_case.csv and landmarks_per_case.csv. A metric is reported only where its reference exists.",
+        "segmentation_per_case.csv, landmarks_per_case.csv and landmarks_per_landmark.csv (and overlays/ with "
+        "--overlays). A metric is reported only where its reference exists; reference cases without a prediction, "
+        "label values outside dataset.json's labels and geometry mismatches are errors.",
     )
     parser.add_argument("-pred", required=True, type=Path, help="prediction folder (<case><ending> and <case>.json)")
     parser.add_argument("-djfile", required=True, type=Path, help="the dataset's dataset.json")
@@ -22,6 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-ref_landmarks", type=Path, default=None, help="folder of reference landmark files")
     parser.add_argument("-o", type=Path, default=None, help="output folder (default: the prediction folder)")
     parser.add_argument("--nsd_tolerance_mm", type=float, default=1.0, help="NSD tolerance in mm (default: 1.0)")
+    parser.add_argument("--cases", nargs="+", default=None,
+                        help="evaluate only these cases (default: every case with a reference)")
+    parser.add_argument("--overlays", action="store_true",
+                        help="write overlays/<case>.png: image, predicted contours, predicted (red +) and reference "
+                        "(green o) landmarks; 3D images: the middle slice and every slice holding a landmark")
+    parser.add_argument("-images", type=Path, default=None,
+                        help="folder of the images <case>_0000<file_ending> (required with --overlays)")
     return parser
 
 
@@ -31,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     dataset_json = json.loads(args.djfile.read_text())
     result = evaluate_folders(
-        args.pred, dataset_json, args.ref_labels, args.ref_landmarks, args.o, nsd_tolerance_mm=args.nsd_tolerance_mm
+        args.pred, dataset_json, args.ref_labels, args.ref_landmarks, args.o, nsd_tolerance_mm=args.nsd_tolerance_mm,
+        cases=args.cases, images_folder=args.images, write_overlays=args.overlays,
     )
     print(json.dumps(result.summary, indent=2))
     print(f"summary written to {result.summary_path}")

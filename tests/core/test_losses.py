@@ -152,3 +152,14 @@ def test_mass_normalised_loss_of_predicting_zeros_is_one_half_whatever_the_patch
     target = render_gaussian_heatmaps(torch.tensor([[[shape[0] / 2, shape[1] / 2]]]), shape, sigma)
     loss = masked_heatmap_mse(torch.zeros_like(target), target, torch.tensor([[True]]), normalizer=gaussian_mass_vox((sigma, sigma)))
     assert loss.item() == pytest.approx(0.5, rel=1e-3)
+
+
+def test_unannotated_samples_are_ignored_at_every_level_including_padding() -> None:
+    from nnunet_babloss.losses import ignore_unannotated_targets
+
+    full = torch.tensor([[[[0, 1], [2, 0]]], [[[0, 0], [0, 0]]]])  # sample 1: padding turned into background
+    half = full[:, :, :1, :1].clone()
+    result = ignore_unannotated_targets([full, half], torch.tensor([True, False]), ignore_label=3)
+    assert torch.equal(result[0][0], full[0]) and torch.equal(result[1][0], half[0])  # annotated: unchanged
+    assert (result[0][1] == 3).all() and (result[1][1] == 3).all()  # mask-less: ignored everywhere
+    assert full[1].sum() == 0  # inputs untouched

@@ -16,6 +16,7 @@ arguments, so ``__init__`` takes exactly nnU-Net's).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +36,20 @@ from nnunet_babloss.heatmaps import decode_heatmaps, render_gaussian_heatmaps, s
 from nnunet_babloss.landmarks.geometry import ImageGeometry
 from nnunet_babloss.landmarks.io import read_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec
-from nnunet_babloss.losses import gaussian_mass_vox, masked_heatmap_mse
+from nnunet_babloss.losses import gaussian_mass_vox, ignore_unannotated_targets, masked_heatmap_mse
 from nnunet_babloss.network import SegmentationHeatmapNetwork, SegmentationHeatmapOutput
 from nnunet_babloss.nnunet.keypoint_transforms import make_keypoint_aware
 from nnunet_babloss.nnunet.landmark_loader import LandmarkDataLoader
 from nnunet_babloss.nnunet.landmark_logging import LandmarkLocalLogger
 from nnunet_babloss.nnunet.trainers.schedules import ScheduleSettings
 
-__all__ = ["PLANS_LANDMARKS_KEY", "HeatmapTrainer", "landmark_spec_from_plans", "lateral_array_axis"]
+__all__ = [
+    "PLANS_LANDMARKS_KEY",
+    "HeatmapTrainer",
+    "landmark_spec_from_plans",
+    "lateral_array_axis",
+    "lateral_patch_axis",
+]
 
 PLANS_LANDMARKS_KEY = "bab_landmarks"
 LANDMARK_FOLDER = "landmarksTr"
@@ -68,6 +75,23 @@ def lateral_array_axis(geometry: ImageGeometry) -> int:
     direction = geometry.direction_matrix
     itk_axis = int(np.argmax(np.abs(direction[0])))
     return geometry.dimension - 1 - itk_axis
+
+
+def lateral_patch_axis(geometry: ImageGeometry, transpose_forward: Sequence[int], patch_dimension: int) -> int | None:
+    """The patch axis along which a flip exchanges left and right, or ``None`` if no patch axis does.
+
+    Args:
+        geometry: Geometry of the raw image (2D or 3D; nnU-Net holds 2D images as ``(1, H, W)``).
+        transpose_forward: The plans' ``transpose_forward``.
+        patch_dimension: 2 or 3 (2D patches of a 3D array drop the first preprocessed axis).
+
+    Returns:
+        The axis index within the patch, or ``None`` for 2D patches whose dropped axis is the lateral one.
+    """
+    array_axis = lateral_array_axis(geometry) + (1 if geometry.dimension == 2 else 0)
+    preprocessed_axis = list(transpose_forward).index(array_axis)
+    patch_axis = preprocessed_axis - (1 if patch_dimension == 2 else 0)
+    return patch_axis if patch_axis >= 0 else None
 
 
 class HeatmapTrainer(ScheduleSettings, nnUNetTrainer):
@@ -157,10 +181,10 @@ class HeatmapTrainer(ScheduleSettings, nnUNetTrainer):
             return ()
         properties = dataset.load_case(dataset.identifiers[0])[3]
         geometry = ImageGeometry.from_sitk_stuff(properties["sitk_stuff"])
-        array_axis = lateral_array_axis(geometry) + (1 if geometry.dimension == 2 else 0)
-        preprocessed_axis = list(self.plans_manager.transpose_forward).index(array_axis)
-        patch_axis = preprocessed_axis - (1 if len(self.configuration_manager.patch_size) == 2 else 0)
-        return (patch_axis,) if patch_axis >= 0 else ()
+        patch_axis = lateral_patch_axis(
+            geometry, self.plans_manager.transpose_forward, len(self.configuration_manager.patch_size)
+        )
+        return () if patch_axis is None else (patch_axis,)
 
     def get_dataloaders(self):
         if self.dataset_class is None:
@@ -232,9 +256,7 @@ class HeatmapTrainer(ScheduleSettings, nnUNetTrainer):
         if ignore is not None:
             # Mask-less samples are ignored entirely, at every level and in the padding (which the loader's
             # RemoveLabelTansform turned into background).
-            levels = target if isinstance(target, list) else [target]
-            keep = has_mask.view(-1, *([1] * (levels[0].ndim - 1)))
-            levels = [torch.where(keep, level, torch.full_like(level, ignore)) for level in levels]
+            levels = ignore_unannotated_targets(target if isinstance(target, list) else [target], has_mask, ignore)
             target = levels if isinstance(target, list) else levels[0]
         return data, target, keypoints, has_mask, has_landmarks
 
@@ -400,10 +422,84 @@ class HeatmapTrainer(ScheduleSettings, nnUNetTrainer):
         self._best_selection_score = self._best_ema if self._best_ema is not None and math.isfinite(self._best_ema) else None
 
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
-        """nnU-Net's validation of the segmentation (the network answers like a plain U-Net meanwhile)."""
+        """nnU-Net's validation of the segmentation, then the landmarks of the fold (see :meth:`validate_landmarks`).
+
+        During nnU-Net's pass the network answers like a plain U-Net, so the segmentations and ``summary.json`` are
+        exactly nnU-Net's.
+        """
         network = self._unwrapped_network()
         network.output_heatmaps = False
         try:
             super().perform_actual_validation(save_probabilities)
         finally:
             network.output_heatmaps = True
+        if self.local_rank == 0:
+            self.validate_landmarks()
+
+    def validate_landmarks(self) -> dict | None:
+        """Predict the landmarks of every validation case and score them against the reference landmarks.
+
+        A second sliding-window pass (same settings as nnU-Net's validation, mirroring included) with
+        :class:`~nnunet_babloss.nnunet.predictor.nnUNetLandmarkPredictor` writes ``validation/<case>.json``; the
+        validation cases with a reference landmark file are scored into ``validation/landmark_evaluation/``
+        (``summary.json``, ``landmarks_per_case.csv``, ``landmarks_per_landmark.csv``).
+
+        Returns:
+            The landmark summary, or ``None`` when no validation case has reference landmarks.
+        """
+        from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot
+
+        from nnunet_babloss.evaluation import evaluate_folders
+        from nnunet_babloss.nnunet.predictor import nnUNetLandmarkPredictor
+
+        folder = Path(self.output_folder) / "validation"
+        folder.mkdir(parents=True, exist_ok=True)
+        predictor = nnUNetLandmarkPredictor(
+            tile_step_size=0.5, use_gaussian=True, use_mirroring=True, perform_everything_on_device=True,
+            device=self.device, verbose=False, verbose_preprocessing=False, allow_tqdm=False,
+        )
+        predictor.manual_initialization(
+            self.network, self.plans_manager, self.configuration_manager, None, self.dataset_json,
+            type(self).__name__, self.inference_allowed_mirroring_axes,
+        )
+        _, validation_keys = self.do_split()
+        dataset = self.dataset_class(
+            self.preprocessed_dataset_folder, validation_keys,
+            folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage,
+        )
+        self.set_deep_supervision_enabled(False)
+        self.network.eval()
+        try:
+            for key in dataset.identifiers:
+                data, _, previous_stage, properties = dataset.load_case(key)
+                data = np.array(data[:])
+                if self.is_cascaded:
+                    one_hot = convert_labelmap_to_one_hot(
+                        previous_stage[:], self.label_manager.foreground_labels, output_dtype=data.dtype
+                    )
+                    data = np.vstack((data, one_hot))
+                predictor.predict_preprocessed_case(torch.from_numpy(data), properties, folder / key)
+        finally:
+            self.set_deep_supervision_enabled(True)
+        try:
+            references = self._landmark_folder()
+        except FileNotFoundError as error:
+            self.print_to_log_file(f"Validation landmarks written to {folder}; not scored: {error}")
+            return None
+        scored = [key for key in dataset.identifiers if (references / f"{key}.json").is_file()]
+        if not scored:
+            self.print_to_log_file(f"Validation landmarks written to {folder}; no validation case has reference landmarks")
+            return None
+        summary = evaluate_folders(
+            folder, self.dataset_json, reference_landmarks_folder=references,
+            output_folder=folder / "landmark_evaluation", cases=scored,
+        ).summary["landmarks"]
+        sdr_text = ", ".join(f"{t} mm {'n/a' if v is None else f'{v:.3f}'}" for t, v in summary["sdr"].items())
+        mre_text = "n/a" if summary["mre_mm"] is None else f"{summary['mre_mm']:.3f} mm"
+        self.print_to_log_file(
+            f"Validation landmarks ({len(scored)} cases): MRE {mre_text}, SDR {sdr_text}; "
+            f"{summary['n_missed']} missed, {summary['n_spurious']} spurious", also_print_to_console=True,
+        )
+        if summary["mre_mm"] is not None:
+            self.logger.log_summary("final_val/landmark_mre_mm", summary["mre_mm"])
+        return summary

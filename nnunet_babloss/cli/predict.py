@@ -1,0 +1,250 @@
+"""``nnUNetv2_bab_predict``: ``nnUNetv2_predict`` plus landmarks (world LPS mm, with confidence) for every case.
+
+Takes exactly ``nnUNetv2_predict``'s arguments (nnU-Net builds its parser inside its entry point, so the arguments
+are mirrored here) plus ``--landmark_threshold`` and ``--save_slicer``. Segmentations are bit-identical to
+``nnUNetv2_predict``'s; next to each ``<case><file_ending>`` it writes ``<case>.json`` (landmarks, ``null`` where
+absent, per-landmark confidence) and, with ``--save_slicer``, ``<case>.mrk.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from nnunet_babloss.ext_trainers_path import with_ext_trainer_dir
+
+__all__ = ["PredictionSettings", "build_parser", "main", "predict_with_landmarks"]
+
+DEFAULT_LANDMARK_THRESHOLD = 0.3  # the predictor's default (kept here so --help needs no heavy import)
+_DEVICES = ("cuda", "cpu", "mps")
+
+
+def _environment_int(name: str, default: int) -> int:
+    """An integer default that an environment variable may override (as nnU-Net does for -npp/-nps)."""
+    try:
+        return int(os.environ.get(name) or default)
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class PredictionSettings:
+    """Everything :func:`predict_with_landmarks` needs (the command line's arguments, typed)."""
+
+    input_folder: Path
+    output_folder: Path
+    dataset: str
+    configuration: str
+    trainer: str = "BaBLossTrainer"
+    plans: str = "nnUNetPlans"
+    folds: tuple[int | str, ...] = (0, 1, 2, 3, 4)
+    step_size: float = 0.5
+    use_mirroring: bool = True
+    verbose: bool = False
+    save_probabilities: bool = False
+    continue_prediction: bool = False
+    checkpoint: str = "checkpoint_final.pth"
+    num_processes_preprocessing: int = 3
+    num_processes_export: int = 3
+    previous_stage_predictions: Path | None = None
+    num_parts: int = 1
+    part_id: int = 0
+    device: str = "cuda"
+    progress_bar: bool = True
+    perform_everything_on_device: bool = True
+    landmark_threshold: float = DEFAULT_LANDMARK_THRESHOLD
+    save_slicer: bool = False
+
+    def __post_init__(self) -> None:
+        if self.device not in _DEVICES:
+            raise ValueError(f"-device must be one of {list(_DEVICES)}, got {self.device!r}")
+        if not 0 <= self.part_id < self.num_parts:
+            raise ValueError(f"-part_id must be in [0, num_parts - 1] = [0, {self.num_parts - 1}], got {self.part_id}")
+        if not 0.0 < self.step_size <= 1.0:
+            raise ValueError(f"-step_size must be in (0, 1], got {self.step_size}")
+        if not 0.0 <= self.landmark_threshold <= 1.0:
+            raise ValueError(f"--landmark_threshold must be in [0, 1], got {self.landmark_threshold}")
+        if self.num_processes_preprocessing < 0 or self.num_processes_export < 0:
+            raise ValueError(
+                f"-npp and -nps must be >= 0, got {self.num_processes_preprocessing} and {self.num_processes_export}"
+            )
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def predict_with_landmarks(settings: PredictionSettings) -> Path:
+    """Predict segmentations and landmarks for every case of ``settings.input_folder``.
+
+    Returns:
+        The output folder (segmentations, ``<case>.json`` landmark files, nnU-Net's argument/plans copies and a
+        ``provenance.json`` with arguments, versions and checkpoint hashes).
+
+    Raises:
+        FileNotFoundError: the input folder or the trained model does not exist.
+        ValueError: the model has no landmark heatmap head, or a setting is invalid.
+    """
+    import torch
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+    from nnunet_babloss.nnunet.predictor import nnUNetLandmarkPredictor
+
+    if not settings.input_folder.is_dir():
+        raise FileNotFoundError(f"input folder not found: {settings.input_folder}")
+    # Our trainer classes must be found by nnU-Net's trainer lookup (it reads the variable when called).
+    os.environ.update(with_ext_trainer_dir(os.environ))
+    model_folder = Path(get_output_folder(settings.dataset, settings.trainer, settings.plans, settings.configuration))
+    if not model_folder.is_dir():
+        raise FileNotFoundError(
+            f"trained model not found: {model_folder} (dataset {settings.dataset!r}, trainer {settings.trainer!r}, "
+            f"plans {settings.plans!r}, configuration {settings.configuration!r}; is nnUNet_results set?)"
+        )
+    if settings.device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    elif settings.device == "cuda":
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
+    predictor = nnUNetLandmarkPredictor(
+        tile_step_size=settings.step_size,
+        use_gaussian=True,
+        use_mirroring=settings.use_mirroring,
+        perform_everything_on_device=settings.perform_everything_on_device,
+        device=torch.device(settings.device),
+        verbose=settings.verbose,
+        verbose_preprocessing=settings.verbose,
+        allow_tqdm=settings.progress_bar,
+        landmark_threshold=settings.landmark_threshold,
+        save_slicer=settings.save_slicer,
+    )
+    predictor.initialize_from_trained_model_folder(str(model_folder), settings.folds, settings.checkpoint)
+    settings.output_folder.mkdir(parents=True, exist_ok=True)
+    _write_provenance(settings, model_folder)
+    previous = None if settings.previous_stage_predictions is None else str(settings.previous_stage_predictions)
+    if settings.num_processes_preprocessing == 0 and settings.num_processes_export == 0:
+        predictor.predict_from_files_sequential(
+            str(settings.input_folder), str(settings.output_folder), save_probabilities=settings.save_probabilities,
+            overwrite=not settings.continue_prediction, folder_with_segs_from_prev_stage=previous,
+        )
+    else:
+        predictor.predict_from_files(
+            str(settings.input_folder), str(settings.output_folder), save_probabilities=settings.save_probabilities,
+            overwrite=not settings.continue_prediction,
+            num_processes_preprocessing=max(1, settings.num_processes_preprocessing),
+            num_processes_segmentation_export=max(1, settings.num_processes_export),
+            folder_with_segs_from_prev_stage=previous, num_parts=settings.num_parts, part_id=settings.part_id,
+        )
+    return settings.output_folder
+
+
+def _write_provenance(settings: PredictionSettings, model_folder: Path) -> None:
+    checkpoints = {}
+    for fold in settings.folds:
+        path = model_folder / f"fold_{fold}" / settings.checkpoint
+        if path.is_file():
+            checkpoints[str(path)] = _file_sha256(path)
+    content = {
+        "command": "nnUNetv2_bab_predict",
+        "settings": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(settings).items()},
+        "model_folder": str(model_folder),
+        "checkpoint_sha256": checkpoints,
+        "versions": {name: _package_version(name) for name in ("nnunet-babloss", "nnunetv2", "torch")},
+    }
+    (settings.output_folder / "provenance.json").write_text(json.dumps(content, indent=2, default=list) + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnUNetv2_bab_predict",
+        description="nnUNetv2_predict for models trained with an nnunet-babloss trainer: writes the same "
+        "segmentations (bit-identical) plus <case>.json landmark files (world LPS mm, per-landmark confidence, null "
+        "for landmarks whose heatmap peak is below --landmark_threshold). Arguments are nnUNetv2_predict's.",
+    )
+    parser.add_argument("-i", required=True, type=Path,
+                        help="input folder (<case>_XXXX<file_ending> images, file ending of the training dataset)")
+    parser.add_argument("-o", required=True, type=Path, help="output folder (created if missing)")
+    parser.add_argument("-d", required=True, help="dataset name or id")
+    parser.add_argument("-p", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
+    parser.add_argument("-tr", default="BaBLossTrainer",
+                        help="trainer class used for training (default: BaBLossTrainer; nnUNetv2_predict's default, "
+                        "nnUNetTrainer, has no landmark head)")
+    parser.add_argument("-c", required=True, help="configuration (e.g. 2d, 3d_fullres)")
+    parser.add_argument("-f", nargs="+", default=["0", "1", "2", "3", "4"],
+                        help="folds to ensemble, or 'all' (default: 0 1 2 3 4)")
+    parser.add_argument("-step_size", type=float, default=0.5,
+                        help="sliding-window step as a fraction of the patch size (default: 0.5)")
+    parser.add_argument("--disable_tta", action="store_true",
+                        help="disable mirroring test-time augmentation (faster, less accurate)")
+    parser.add_argument("--verbose", action="store_true", help="talk a lot")
+    parser.add_argument("--save_probabilities", action="store_true",
+                        help="also export class probabilities (.npz/.pkl), as nnUNetv2_predict does")
+    parser.add_argument("--continue_prediction", action="store_true",
+                        help="skip cases whose outputs exist (a landmark file is always written before its "
+                        "segmentation)")
+    parser.add_argument("-chk", default="checkpoint_final.pth",
+                        help="checkpoint file name (default: checkpoint_final.pth)")
+    parser.add_argument("-npp", type=int, default=_environment_int("nnUNet_npp", 3),
+                        help="preprocessing processes (default: 3 or $nnUNet_npp; -npp 0 -nps 0 runs sequentially)")
+    parser.add_argument("-nps", type=int, default=_environment_int("nnUNet_nps", 3),
+                        help="segmentation export processes (default: 3 or $nnUNet_nps)")
+    parser.add_argument("-prev_stage_predictions", type=Path, default=None,
+                        help="predictions of the previous stage (cascaded configurations only)")
+    parser.add_argument("-num_parts", type=int, default=1, help="number of parallel calls (default: 1)")
+    parser.add_argument("-part_id", type=int, default=0, help="which of the -num_parts calls this is (0-based)")
+    parser.add_argument("-device", default="cuda", choices=_DEVICES, help="cuda, cpu or mps (default: cuda)")
+    parser.add_argument("--disable_progress_bar", action="store_true", help="no progress bar")
+    parser.add_argument("--not_on_device", action="store_true",
+                        help="keep the sliding-window results in CPU memory (large cases)")
+    parser.add_argument("--landmark_threshold", type=float, default=DEFAULT_LANDMARK_THRESHOLD,
+                        help="heatmap peak (0-1) below which a landmark is written as null (absent); "
+                        f"default: {DEFAULT_LANDMARK_THRESHOLD}")
+    parser.add_argument("--save_slicer", action="store_true",
+                        help="also write <case>.mrk.json (3D Slicer markups, LPS) beside each <case>.json")
+    return parser
+
+
+def _fold(value: str) -> int | str:
+    if value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"-f takes fold numbers or 'all', got {value!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = PredictionSettings(
+        input_folder=args.i, output_folder=args.o, dataset=args.d, configuration=args.c, trainer=args.tr,
+        plans=args.p, folds=tuple(_fold(value) for value in args.f), step_size=args.step_size,
+        use_mirroring=not args.disable_tta, verbose=args.verbose, save_probabilities=args.save_probabilities,
+        continue_prediction=args.continue_prediction, checkpoint=args.chk, num_processes_preprocessing=args.npp,
+        num_processes_export=args.nps, previous_stage_predictions=args.prev_stage_predictions,
+        num_parts=args.num_parts, part_id=args.part_id, device=args.device,
+        progress_bar=not args.disable_progress_bar, perform_everything_on_device=not args.not_on_device,
+        landmark_threshold=args.landmark_threshold, save_slicer=args.save_slicer,
+    )
+    output_folder = predict_with_landmarks(settings)
+    print(f"segmentations and landmark files written to {output_folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

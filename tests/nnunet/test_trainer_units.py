@@ -1,0 +1,99 @@
+"""Trainer internals on the demo's preprocessed data: loader keypoints, partial-label masking, gradient routing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nnunet_babloss.boundary import boundary_proximity_map
+from nnunet_babloss.losses import SegmentationGate
+from nnunet_babloss.nnunet.trainers import BaBLossTrainer, HeatmapTrainer
+from nnunet_babloss.nnunet.trainers.heatmap_trainer import landmark_spec_from_plans
+
+pytestmark = pytest.mark.e2e
+
+
+def _trainer(cls, work_dir, **attributes):
+    dataset = "Dataset987_BabSynthetic"
+    plans = json.loads((work_dir / "nnUNet_preprocessed" / dataset / "nnUNetPlans.json").read_text())
+    plans["continue_training"] = False  # nnUNetTrainer.__init__ pops this key (set by run_training)
+    dataset_json = json.loads((work_dir / "nnUNet_preprocessed" / dataset / "dataset.json").read_text())
+    variant = type(f"{cls.__name__}_test", (cls,), {"schedule_iterations_per_epoch": 1, **attributes})
+    trainer = variant(plans, "2d", 0, dataset_json, torch.device("cpu"))
+    trainer.initialize()
+    return trainer
+
+
+def test_plans_round_trip_the_landmark_spec(nnunet_paths) -> None:
+    trainer = _trainer(HeatmapTrainer, nnunet_paths)
+    spec = landmark_spec_from_plans(json.loads(json.dumps(trainer.plans_manager.plans)))
+    assert spec == trainer.landmark_spec
+
+
+def test_loader_keypoints_lie_on_the_boundaries_in_the_patch(nnunet_paths) -> None:
+    """Without augmentation, keypoints of cases with both annotations land on their organ's boundary."""
+    trainer = _trainer(HeatmapTrainer, nnunet_paths)
+    trainer.get_training_transforms = staticmethod(lambda *args, **kwargs: trainer.get_validation_transforms(None))
+    trainer.enable_deep_supervision = False
+    train_loader, _ = trainer.get_dataloaders()
+    loader = train_loader.data_loader
+    annotations = trainer.dataset_json["annotations"]
+    checked = 0
+    for _ in range(12):
+        batch = loader.generate_train_batch()
+        for sample, key in enumerate(batch["keys"]):
+            if annotations[key] != "both":
+                continue
+            labels = batch["target"][sample, 0]
+            for landmark, point in enumerate(batch["keypoints"][sample]):
+                if torch.isnan(point).any() or ((point < 0) | (point > torch.tensor(labels.shape) - 1)).any():
+                    continue
+                organ = 1 if trainer.landmark_spec.names[landmark].startswith("disc") else 2
+                proximity = boundary_proximity_map((labels == organ)[None, None], 2.0, trainer.patch_spacing_mm)[0, 0]
+                row, col = (int(round(float(value))) for value in point)
+                assert proximity[row, col] >= 0.45, (key, landmark)  # within ~1 mm of the boundary
+                checked += 1
+        assert batch["has_mask"].tolist() == [annotations[key] != "landmark_only" for key in batch["keys"]]
+        assert batch["has_landmarks"].tolist() == [annotations[key] != "mask_only" for key in batch["keys"]]
+    assert checked > 0
+
+
+def test_mask_less_batch_trains_and_gradients_reach_the_intended_heads(nnunet_paths) -> None:
+    trainer = _trainer(BaBLossTrainer, nnunet_paths, heatmap_loss_weight=0.0, bab_weight=1.0)
+    network = trainer._unwrapped_network()
+    train_loader, _ = trainer.get_dataloaders()
+    batch = next(train_loader)
+    data, target, keypoints, has_mask, has_landmarks = trainer._batch_to_device(batch)
+
+    def gradients(**directions) -> tuple[float, float]:
+        trainer.network.zero_grad(set_to_none=True)
+        for name, value in directions.items():
+            setattr(trainer, name, value)
+        losses = trainer.compute_losses(trainer.network(data), target, keypoints, has_mask, has_landmarks)
+        losses["bab"].backward()
+        assert torch.isfinite(losses["total"])
+        seg = network.decoder.seg_layers[-1].weight.grad
+        head = network.heatmap_head[-1].weight.grad
+        return (0.0 if seg is None else seg.abs().sum().item(), 0.0 if head is None else head.abs().sum().item())
+
+    # Heatmap direction only (mask cases): gradient reaches the heatmap head, not the segmentation layer.
+    has_mask[:] = True
+    seg_grad, head_grad = gradients(bab_heatmap_direction=True, bab_segmentation_direction=False)
+    assert head_grad > 0 and seg_grad == 0
+    # Segmentation direction only (landmark cases): the reverse. Every sample gets a landmark in the patch centre;
+    # the soft-boundary gate has a gradient even before any organ is predicted (the paper's probability gate has
+    # none until the hard mask exists, see tests/core/test_losses.py).
+    has_landmarks[:] = True
+    keypoints[:] = torch.tensor(data.shape[2:], dtype=keypoints.dtype) / 2
+    seg_grad, head_grad = gradients(
+        bab_heatmap_direction=False, bab_segmentation_direction=True, bab_segmentation_gate=SegmentationGate.SOFT_BOUNDARY
+    )
+    assert seg_grad > 0 and head_grad == 0
+    # A batch without any mask still trains: the segmentation loss is zero, the total finite.
+    has_mask[:] = False
+    target = [torch.full_like(level, trainer.label_manager.ignore_label) for level in target]
+    losses = trainer.compute_losses(trainer.network(data), target, keypoints, has_mask, has_landmarks)
+    assert torch.isfinite(losses["total"])
+    losses["total"].backward()
