@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from dataset_conversion.convert import ConversionInputs, ConversionSettings
@@ -314,30 +314,50 @@ def print_warnings(report: ValidationReport, stream: TextIO | None = None) -> No
         print(issue, file=stream or sys.stderr)
 
 
+def run_and_report(args: argparse.Namespace, argv: Sequence[str] | None, action: Callable[[dict], Any]) -> Any | None:
+    """Run ``action(arguments)`` with the parsed arguments recorded for provenance, as both CLIs do.
+
+    Input errors are printed (a validation report lists every problem with its file) and give ``None``; on
+    success the report's warnings are printed and the action's result is returned.
+    """
+    from dataset_conversion.validation import DatasetValidationError
+
+    arguments = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
+    arguments["argv"] = list(argv) if argv is not None else sys.argv[1:]
+    try:
+        result = action(arguments)
+    except DatasetValidationError as error:
+        print(error, file=sys.stderr)
+        return None
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    print_warnings(result.report)
+    return result
+
+
+def outcome(result: Any) -> tuple[str, dict[str, int]]:
+    """What happened (written or dry run) and how many training cases of each annotation kind."""
+    kinds_listed = list(result.annotations.values())
+    kinds = {kind: kinds_listed.count(kind) for kind in sorted(set(kinds_listed))}
+    verb = "checked (dry run, nothing written)" if not result.written else f"wrote {result.dataset_folder}"
+    return verb, kinds
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line tool; returns the exit status (0 ok, 1 invalid input, 2 bad arguments)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from dataset_conversion.convert import convert_dataset
-    from dataset_conversion.validation import DatasetValidationError
 
     try:
         inputs, settings = _build(args)
     except (ValueError, OSError) as error:
         parser.error(str(error))
-    arguments = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
-    arguments["argv"] = list(argv) if argv is not None else sys.argv[1:]
-    try:
-        result = convert_dataset(inputs, settings, arguments=arguments)
-    except DatasetValidationError as error:
-        print(error, file=sys.stderr)
+    result = run_and_report(args, argv, lambda arguments: convert_dataset(inputs, settings, arguments=arguments))
+    if result is None:
         return 1
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print_warnings(result.report)
-    kinds = {kind: list(result.annotations.values()).count(kind) for kind in sorted(set(result.annotations.values()))}
-    verb = "checked (dry run, nothing written)" if not result.written else f"wrote {result.dataset_folder}"
+    verb, kinds = outcome(result)
     print(
         f"{verb}: {len(result.annotations)} training cases {kinds}, {len(result.test_cases)} test cases, "
         f"{result.report.summary()}, {result.seconds:.1f} s"

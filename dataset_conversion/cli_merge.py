@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dataset_conversion.cli_convert import parse_pairs, print_warnings
+from dataset_conversion.cli_convert import outcome, parse_pairs, run_and_report
 
 __all__ = ["build_parser", "main"]
 
@@ -60,7 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from dataset_conversion.merge import MergeSettings, merge_datasets
-    from dataset_conversion.validation import DatasetValidationError
 
     try:
         settings = MergeSettings(
@@ -81,19 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
-    arguments = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
-    arguments["argv"] = list(argv) if argv is not None else sys.argv[1:]
-    try:
-        result = merge_datasets(args.inputs, settings, arguments=arguments)
-    except DatasetValidationError as error:
-        print(error, file=sys.stderr)
+    result = run_and_report(args, argv, lambda arguments: merge_datasets(args.inputs, settings, arguments=arguments))
+    if result is None:
         return 1
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print_warnings(result.report)
-    kinds = {kind: list(result.annotations.values()).count(kind) for kind in sorted(set(result.annotations.values()))}
-    verb = "checked (dry run, nothing written)" if not result.written else f"wrote {result.dataset_folder}"
+    verb, kinds = outcome(result)
     print(f"{verb}: {len(result.annotations)} training cases {kinds}, {result.report.summary()}, "
           f"{result.seconds:.1f} s")
     return 0
