@@ -47,6 +47,7 @@ from study_common import (  # noqa: E402 (adds the repository to sys.path)
     trainer_class_name,
     write_single_split,
     write_study_trainers,
+    HEATMAP_LOSSES,
 )
 
 from build_datasets import HAMEDAN_SPACING_NOTE, default_data_root  # noqa: E402
@@ -124,7 +125,7 @@ def markdown(report: dict) -> str:
         "# Hamedan cephalometric landmarks (landmark-only)", "",
         f"Command: `{report['command']}`", "",
         f"Machine: {report['machine']['cpu']} ({report['machine']['cpu_cores_visible']} cores visible), device "
-        f"`{report['device']}`. `HeatmapTrainer`, 2D at {report['spacing_mm']} mm/px nominal (= "
+        f"`{report['device']}`. `HeatmapTrainer` (heatmap loss {report.get('heatmap_loss', 'mse')}), 2D at {report['spacing_mm']} mm/px nominal (= "
         f"{report['spacing_mm'] / report['nominal_spacing_mm']:g} original pixels), patch "
         f"{report['configuration']['patch_size']}, batch {report['configuration']['batch_size']}; {s['epochs']} epochs "
         f"x {s['iterations_per_epoch']} iterations (a reduced CPU schedule). {report['num_train']} training / "
@@ -196,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patch", type=int, nargs=2, default=[224, 192], metavar=("ROWS", "COLS"),
                         help="patch in pixels at --spacing (default: 224 192, the whole image at 0.8 mm)")
     parser.add_argument("--batch-size", type=int, default=4, help="batch size (default: 4)")
+    parser.add_argument("--heatmap-loss", default="mse", choices=HEATMAP_LOSSES,
+                        help="heatmap loss: mse (the paper's, on sigmoid outputs) or bce (cross-entropy of the logits) "
+                             "(default: mse)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default: 0)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs (default: 20)")
     parser.add_argument("--iterations", type=int, default=25, help="training iterations per epoch (default: 25)")
@@ -232,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results_dir.mkdir(parents=True, exist_ok=True)
     logs = work / "logs"
     schedule = Schedule(args.epochs, args.iterations, args.val_iterations)
-    trainer_folder = write_study_trainers(work / "study_trainers", schedule, args.seeds, ["HeatmapTrainer"])
+    trainer_folder = write_study_trainers(work / "study_trainers", schedule, args.seeds, ["HeatmapTrainer"], args.heatmap_loss)
     environment = study_environment(work, trainer_folder, args.device, args.code_snapshot)
     raw = Path(environment["nnUNet_raw"])
     raw.mkdir(parents=True, exist_ok=True)
@@ -264,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in args.seeds:
         trainer = trainer_class_name("HeatmapTrainer", seed)
         print(f"[train] seed {seed}: nnUNetv2_train {args.dataset_id} {STUDY_CONFIGURATION} 0 -tr {trainer}", flush=True)
-        wall_times.append(train(args.dataset_id, trainer, environment, args.device, logs))
+        settings = {"schedule": [args.epochs, args.iterations, args.val_iterations], "heatmap_loss": args.heatmap_loss}
+        wall_times.append(train(args.dataset_id, trainer, environment, args.device, logs, settings))
         fold = model_folder(environment, args.dataset_id, trainer)
         curves.append(learning_curves(fold))
         scores["validation"].append(score(fold / "validation", val_cases, order, points, args.nominal_spacing))
@@ -282,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "command": "python benchmarks/hamedan_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine_description(), "device": args.device, "spacing_mm": args.spacing,
-        "nominal_spacing_mm": args.nominal_spacing, "configuration": configuration,
+        "nominal_spacing_mm": args.nominal_spacing, "heatmap_loss": args.heatmap_loss, "configuration": configuration,
         "schedule": {"epochs": args.epochs, "iterations_per_epoch": args.iterations,
                      "val_iterations_per_epoch": args.val_iterations},
         "seeds": args.seeds, "split_seed": args.split_seed, "num_train": len(train_cases), "num_val": len(val_cases),

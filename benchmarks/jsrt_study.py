@@ -74,6 +74,8 @@ from study_common import (  # noqa: E402 (adds the repository to sys.path)
     trainer_class_name,
     write_single_split,
     write_study_trainers,
+    HEATMAP_LOSS_BASES,
+    HEATMAP_LOSSES,
 )
 
 from build_datasets import JSRT_BITS, JSRT_BRIDGE, JSRT_SPACING_NOTE, default_data_root  # noqa: E402
@@ -338,7 +340,7 @@ def markdown(report: dict) -> str:
         f"`{report['device']}`, torch {report['machine']['torch']}. Configuration `{STUDY_CONFIGURATION}`: 2D at "
         f"{report['spacing_mm']} mm/px, patch {report['configuration']['patch_size']}, batch "
         f"{report['configuration']['batch_size']}, {report['configuration']['architecture']['arch_kwargs']['n_stages']}"
-        f" stages; heatmap sigma {report['sigma_mm']:g} mm, BaBLoss range {report['boundary_range_mm']:g} mm. Schedule: {schedule['epochs']} epochs x {schedule['iterations_per_epoch']} iterations = "
+        f" stages; heatmap sigma {report['sigma_mm']:g} mm, heatmap loss {report.get('heatmap_loss', 'mse')}, BaBLoss range {report['boundary_range_mm']:g} mm. Schedule: {schedule['epochs']} epochs x {schedule['iterations_per_epoch']} iterations = "
         f"{schedule['epochs'] * schedule['iterations_per_epoch']} iterations per training (nnU-Net's default is 250 000)"
         f" — a reduced CPU schedule, far from converged. Seeds: {report['seeds']} (mean ± SD over seeds). Training "
         f"cases: {report['train_counts']}; validation cases: {report['num_val']} (both annotations, never trained on, "
@@ -470,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4, help="batch size (default: 4)")
     parser.add_argument("--sigma-mm", type=float, default=None,
                         help="heatmap Gaussian sigma in mm (default: 2 pixels at --spacing)")
+    parser.add_argument("--heatmap-loss", default="mse", choices=HEATMAP_LOSSES,
+                        help="heatmap loss of the heatmap trainers: mse (the paper's, on sigmoid outputs) or bce "
+                             "(cross-entropy of the logits; leaves chance level sooner) (default: mse)")
     parser.add_argument("--boundary-range-mm", type=float, default=None,
                         help="BaBLoss boundary range n in mm (default: 3 pixels at --spacing)")
     parser.add_argument("--val-fraction", type=float, default=0.2,
@@ -508,7 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs = work / "logs"
     variants = [variant for variant in VARIANTS if variant.name in args.variants]
     schedule = Schedule(args.epochs, args.iterations, args.val_iterations)
-    trainer_folder = write_study_trainers(work / "study_trainers", schedule, args.seeds, [v.trainer for v in variants])
+    trainer_folder = write_study_trainers(work / "study_trainers", schedule, args.seeds, [v.trainer for v in variants],
+                                          args.heatmap_loss)
     environment = study_environment(work, trainer_folder, args.device, args.code_snapshot)
     raw = Path(environment["nnUNet_raw"])
     raw.mkdir(parents=True, exist_ok=True)
@@ -562,7 +568,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             trainer = trainer_class_name(variant.trainer, seed)
             print(f"[train] {variant.name} seed {seed}: nnUNetv2_train {dataset_id} {STUDY_CONFIGURATION} 0 -tr "
                   f"{trainer} -device {args.device}", flush=True)
-            seconds = train(dataset_id, trainer, environment, args.device, logs)
+            settings = {"schedule": [args.epochs, args.iterations, args.val_iterations]}
+            if variant.trainer in HEATMAP_LOSS_BASES:
+                settings["heatmap_loss"] = args.heatmap_loss
+            seconds = train(dataset_id, trainer, environment, args.device, logs, settings)
             wall_times.setdefault(variant.name, []).append(seconds)
             fold = model_folder(environment, dataset_id, trainer)
             dataset_raw = raw_folder(environment, dataset_id)
@@ -592,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "command": "python benchmarks/jsrt_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine_description(), "device": args.device, "spacing_mm": args.spacing,
-        "sigma_mm": sigma_mm, "boundary_range_mm": boundary_mm,
+        "sigma_mm": sigma_mm, "boundary_range_mm": boundary_mm, "heatmap_loss": args.heatmap_loss,
         "configuration": configuration, "schedule": {"epochs": args.epochs, "iterations_per_epoch": args.iterations,
                                                       "val_iterations_per_epoch": args.val_iterations},
         "seeds": args.seeds, "variants": [variant.name for variant in variants],

@@ -40,6 +40,7 @@ __all__ = [
     "Similarity",
     "SegmentationGate",
     "masked_heatmap_mse",
+    "masked_heatmap_bce",
     "gaussian_mass_vox",
     "ignore_unannotated_targets",
     "heatmap_boundary_similarity",
@@ -128,6 +129,45 @@ def masked_heatmap_mse(
     squared = (weights * (predicted - target) ** 2).flatten(2)
     per_pair = squared.mean(-1) if normalizer is None else squared.sum(-1) / normalizer
     return _masked_mean(per_pair, valid, predicted)
+
+
+def masked_heatmap_bce(
+    logits: Tensor, target: Tensor, valid: Tensor, foreground_weight: float = 1.0, normalizer: float | None = None
+) -> Tensor:
+    """Binary cross-entropy of heatmap *logits* against soft Gaussian targets, over the valid pairs only.
+
+    The alternative to :func:`masked_heatmap_mse` on sigmoid outputs: there the gradient at a peak voxel carries
+    the sigmoid's slope ``p (1 - p)``, about 0.01 while the head still predicts background (bias prior 0.01), so a
+    head with many landmarks leaves chance level slowly. Here the gradient with respect to the logit is ``p - t``.
+    The target's own entropy is subtracted per voxel, so a perfect prediction costs exactly 0 (the value is the
+    Kullback-Leibler divergence of the per-voxel Bernoulli distributions); gradients are unchanged by this.
+
+    Args:
+        logits: ``(B, K, *spatial)`` heatmap logits (before the sigmoid).
+        target, valid, foreground_weight, normalizer: as in :func:`masked_heatmap_mse`; with ``normalizer`` the
+            loss of predicting background is independent of the patch size.
+
+    Returns:
+        Scalar loss; exactly zero (with a graph to ``logits``) when no pair is valid.
+
+    Raises:
+        ValueError: on mismatched shapes, a foreground weight < 1 or a non-positive normalizer.
+    """
+    if logits.shape != target.shape or logits.shape[:2] != valid.shape:
+        raise ValueError(f"shapes differ: logits {tuple(logits.shape)}, target {tuple(target.shape)}, valid {tuple(valid.shape)}")
+    if foreground_weight < 1.0:
+        raise ValueError(f"foreground_weight must be >= 1, got {foreground_weight}")
+    if normalizer is not None and not normalizer > 0:
+        raise ValueError(f"normalizer must be positive, got {normalizer}")
+    target = target.to(logits.dtype)
+    cross_entropy = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    clamped = target.clamp(_EPSILON, 1.0 - _EPSILON)
+    entropy = -(clamped * torch.log(clamped) + (1.0 - clamped) * torch.log1p(-clamped))
+    entropy = torch.where((target > 0) & (target < 1), entropy, torch.zeros_like(entropy))
+    weights = 1.0 + (foreground_weight - 1.0) * target
+    divergence = (weights * (cross_entropy - entropy)).flatten(2)
+    per_pair = divergence.mean(-1) if normalizer is None else divergence.sum(-1) / normalizer
+    return _masked_mean(per_pair, valid, logits)
 
 
 def gaussian_mass_vox(sigma_vox: Sequence[float]) -> float:

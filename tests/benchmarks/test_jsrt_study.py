@@ -41,6 +41,32 @@ def test_landmark_groups_come_from_the_name_prefix() -> None:
     assert [study_common.landmark_group(n) for n in ("RL_03", "LCLA_22", "nasion", "l_1x")] == ["RL", "LCLA", "nasion", "l_1x"]
 
 
+def test_generated_trainers_carry_schedule_seed_and_heatmap_loss(tmp_path) -> None:
+    schedule = study_common.Schedule(3, 5, 1)
+    folder = study_common.write_study_trainers(tmp_path, schedule, [0, 2], ["nnUNetTrainer", "BaBLossTrainer"], "bce")
+    namespace: dict = {}
+    exec(compile((folder / "study_trainers.py").read_text(), "study_trainers.py", "exec"), namespace)
+    babloss = namespace["BaBLossTrainer_Study_s2"]
+    assert babloss.heatmap_loss_kind == "bce" and babloss.schedule_seed == 2 and babloss.schedule_num_epochs == 3
+    assert "heatmap_loss_kind" not in vars(namespace["nnUNetTrainer_Study_s0"])
+    with pytest.raises(ValueError, match="heatmap_loss"):
+        study_common.write_study_trainers(tmp_path, schedule, [0], ["HeatmapTrainer"], "l2")
+
+
+def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path, monkeypatch) -> None:
+    environment = {"nnUNet_results": str(tmp_path / "results"), "nnUNet_raw": str(tmp_path / "raw")}
+    (tmp_path / "raw" / "Dataset701_X").mkdir(parents=True)
+    folder = study_common.model_folder(environment, 701, "HeatmapTrainer_Study_s0")
+    folder.mkdir(parents=True)
+    (folder / "checkpoint_final.pth").write_bytes(b"")
+    settings = {"schedule": [3, 5, 1], "heatmap_loss": "bce"}
+    (folder / "study_wall_time.json").write_text(json.dumps({"seconds": 12.5, "device": "cpu", "settings": settings}))
+    monkeypatch.setattr(study_common, "run_logged", lambda *a, **k: pytest.fail("a finished run was retrained"))
+    assert study_common.train(701, "HeatmapTrainer_Study_s0", environment, "cpu", tmp_path, settings) == 12.5
+    with pytest.raises(RuntimeError, match="another --work-dir"):
+        study_common.train(701, "HeatmapTrainer_Study_s0", environment, "cpu", tmp_path, {**settings, "heatmap_loss": "mse"})
+
+
 @pytest.mark.e2e
 def test_smoke_run_scores_validation_and_a_separate_test_folder(shared_data, tmp_path) -> None:
     """Two variants on one dataset (one planning), the 8-case fixture as the separate test folder."""

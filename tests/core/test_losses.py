@@ -14,6 +14,7 @@ from nnunet_babloss.losses import (
     bab_segmentation_direction_loss,
     group_organ_masks,
     heatmap_boundary_similarity,
+    masked_heatmap_bce,
     masked_heatmap_mse,
 )
 
@@ -45,6 +46,42 @@ def test_masked_mse_with_nothing_valid_is_zero_and_keeps_the_graph() -> None:
     assert loss.item() == 0.0
     loss.backward()
     assert predicted.grad is not None and torch.count_nonzero(predicted.grad) == 0
+
+
+def test_heatmap_bce_is_zero_at_the_optimum_ignores_invalid_pairs_and_keeps_the_graph() -> None:
+    target = _heatmaps_at([(14.0, 24.0), (34.0, 24.0)])
+    logits = torch.logit(target.clamp(1e-6, 1 - 1e-6))
+    logits[0, 1] += 5.0  # wrong, but its pair is invalid
+    assert masked_heatmap_bce(logits, target, torch.tensor([[True, False]])).item() == pytest.approx(0.0, abs=1e-5)
+    assert masked_heatmap_bce(logits, target, torch.tensor([[True, True]])).item() > 1e-3
+    free = torch.zeros(2, 3, 8, 8, requires_grad=True)
+    loss = masked_heatmap_bce(free, torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.count_nonzero(free.grad) == 0
+    with pytest.raises(ValueError, match="shapes differ"):
+        masked_heatmap_bce(logits[:, :1], target, torch.tensor([[True, True]]))
+
+
+def test_heatmap_bce_gradient_at_the_peak_does_not_vanish_when_the_head_predicts_background() -> None:
+    """The reason for the BCE option: at the bias prior (p = 0.01) the squared error of sigmoid outputs passes the
+    sigmoid's slope (~0.01) to the peak logit; cross-entropy passes p - t (~ -1)."""
+    from nnunet_babloss.losses import gaussian_mass_vox
+
+    sigma = 2.0
+    target = _heatmaps_at([(24.0, 24.0)], sigma=sigma)
+    normalizer = gaussian_mass_vox((sigma, sigma))
+    peak_gradients = {}
+    for kind in ("mse", "bce"):
+        logits = torch.full_like(target, float(torch.logit(torch.tensor(0.01)))).requires_grad_(True)
+        valid = torch.tensor([[True]])
+        if kind == "mse":
+            loss = masked_heatmap_mse(torch.sigmoid(logits), target, valid, normalizer=normalizer)
+        else:
+            loss = masked_heatmap_bce(logits, target, valid, normalizer=normalizer)
+        loss.backward()
+        peak_gradients[kind] = logits.grad[0, 0, 24, 24].item()
+        assert peak_gradients[kind] < 0  # both raise the peak
+    assert peak_gradients["bce"] / peak_gradients["mse"] > 40  # (1 - 0.01) / (2 * 0.99 * 0.0099) ~ 50
 
 
 def test_expected_proximity_is_maximal_on_the_boundary_and_falls_with_displacement() -> None:

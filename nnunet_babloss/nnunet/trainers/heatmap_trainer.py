@@ -34,7 +34,7 @@ from torch import Tensor, autocast, nn
 from nnunet_babloss.heatmaps import decode_heatmaps, render_gaussian_heatmaps, sigma_mm_to_vox
 from nnunet_babloss.landmarks.io import read_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec
-from nnunet_babloss.losses import gaussian_mass_vox, ignore_unannotated_targets, masked_heatmap_mse
+from nnunet_babloss.losses import gaussian_mass_vox, ignore_unannotated_targets, masked_heatmap_bce, masked_heatmap_mse
 from nnunet_babloss.network import SegmentationHeatmapNetwork, SegmentationHeatmapOutput, unwrap_network
 from nnunet_babloss.nnunet.keypoint_transforms import make_keypoint_aware
 from nnunet_babloss.nnunet.landmark_loader import LandmarkDataLoader
@@ -73,6 +73,9 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
 
     heatmap_loss_weight: float = 1.0
     heatmap_foreground_weight: float = 1.0
+    #: "mse" (the paper: squared error of sigmoid heatmaps) or "bce" (cross-entropy of the logits against the
+    #: Gaussian targets, see losses.masked_heatmap_bce), both normalised by one Gaussian's mass.
+    heatmap_loss_kind: str = "mse"
     landmark_centred_probability: float = 0.33
     sdr_thresholds_mm: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0)
     selection_sdr_threshold_mm: float = 4.0
@@ -88,6 +91,8 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
     ) -> None:
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.apply_schedule_settings()
+        if self.heatmap_loss_kind not in ("mse", "bce"):
+            raise ValueError(f"heatmap_loss_kind must be 'mse' or 'bce', got {self.heatmap_loss_kind!r}")
         self.landmark_spec = LandmarkSpec.from_dataset_json(dataset_json)
         if self.label_manager.has_regions:
             raise ValueError(
@@ -249,11 +254,14 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
         segmentation_loss = self.loss(output.segmentation, target)
         patch_shape = tuple(output.heatmap_logits.shape[2:])
         reference = render_gaussian_heatmaps(keypoints, patch_shape, self.sigma_vox)
-        heatmaps = torch.sigmoid(output.heatmap_logits.float())
+        logits = output.heatmap_logits.float()
+        heatmaps = torch.sigmoid(logits)
         valid = self.landmark_validity(keypoints, has_landmarks)
-        heatmap_loss = masked_heatmap_mse(
-            heatmaps, reference, valid, self.heatmap_foreground_weight, normalizer=gaussian_mass_vox(self.sigma_vox)
-        )
+        normalizer = gaussian_mass_vox(self.sigma_vox)
+        if self.heatmap_loss_kind == "bce":
+            heatmap_loss = masked_heatmap_bce(logits, reference, valid, self.heatmap_foreground_weight, normalizer)
+        else:
+            heatmap_loss = masked_heatmap_mse(heatmaps, reference, valid, self.heatmap_foreground_weight, normalizer)
         bab_loss = self.compute_bridge_loss(output, heatmaps, reference, target, keypoints, has_mask, valid)
         total = segmentation_loss + self.heatmap_loss_weight * heatmap_loss + bab_loss
         return {"total": total, "heatmap": heatmap_loss, "bab": bab_loss}
