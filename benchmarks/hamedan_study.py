@@ -8,7 +8,7 @@ stated nominal spacing (``--nominal-spacing``, default 0.1 mm as for the similar
 reference is the distance between the two annotators on the same cases; the model is also scored against each
 annotator separately.
 
-Outputs (``--results-dir``): ``hamedan_study.md``/``.json``. Finished trainings are reused with the same
+Outputs (``--results-dir``): ``hamedan_study_<heatmap loss>.md``/``.json``. Finished trainings are reused with the same
 ``--work-dir``.
 
 Usage::
@@ -294,9 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "val_cases": val_cases, "evaluation_sets": evaluation_sets, "wall_times": wall_times,
         "total_wall_time_s": time.perf_counter() - started, "scores": scores, "learning_curves": curves,
     }
-    (results_dir / "hamedan_study.json").write_text(json.dumps(report, indent=2))
-    (results_dir / "hamedan_study.md").write_text(markdown(report))
-    print(f"[done] {results_dir / 'hamedan_study.md'}")
+    stem = f"hamedan_study_{args.heatmap_loss}"  # one table per heatmap loss, side by side
+    (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    (results_dir / f"{stem}.md").write_text(markdown(report))
+    print(f"[done] {results_dir / f'{stem}.md'}")
     return 0
 
 

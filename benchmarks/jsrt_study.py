@@ -257,6 +257,8 @@ COMPARISONS = (
     ("mix_babloss", "seg_only"),
     ("mix_babloss", "landmarks_only"),
     ("mix_pseudo_babloss", "mix_babloss"),
+    ("mix_pseudo_babloss", "seg_only"),
+    ("mix_pseudo_babloss", "both_babloss"),
     ("both_babloss", "mix_babloss"),
     ("both_denseseg", "both_babloss"),
 )

@@ -72,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--keep-implausible", action="store_true", help="write implausible masks too")
     parser.add_argument(
+        "--unknown-background",
+        action="store_true",
+        help="leave everything outside the pseudo masks 'ignore' even when every label of the dataset got a mask "
+        "(by default such complete cases get background there)",
+    )
+    parser.add_argument(
+        "--background-margin-mm",
+        type=float,
+        default=0.0,
+        help="voxels closer than this to a pseudo mask stay 'ignore' rather than background (default: 0)",
+    )
+    parser.add_argument(
         "--intensity",
         default="minmax",
         help="intensity scaling for the model: minmax, percentile (0.5-99.5) or LOW,HIGH (default: minmax)",
@@ -143,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_landmark_distance_mm=args.max_landmark_distance_mm,
             ),
             keep_implausible=args.keep_implausible,
+            known_background=not args.unknown_background,
+            background_margin_mm=args.background_margin_mm,
             intensity=parse_intensity(args.intensity),  # type: ignore[arg-type]
             channel=args.channel,
             cases=None if args.cases is None else tuple(args.cases),

@@ -6,9 +6,12 @@ landmark ``bridge`` table (the labels that landmarks are bridged to), the organ'
 :mod:`pseudo_labels.quality` measures it. Then:
 
 * **landmark-only cases** (label map missing or entirely the ``ignore`` label): a new label map where each organ with
-  a plausible mask carries its label and every other voxel stays ``ignore`` — the other organs and the background are
-  not known there. Where masks overlap, the organ with the higher label value wins (as in JSRT, where clavicles are
-  painted over the lungs). Implausible masks are left out unless ``keep_implausible``.
+  a plausible mask carries its label. Where masks overlap, the organ with the higher label value wins (as in JSRT,
+  where clavicles are painted over the lungs). Implausible masks are left out unless ``keep_implausible``. The other
+  voxels are background when the case is *complete* — every foreground label of ``dataset.json`` is an organ of the
+  bridge table and got a mask — except within ``background_margin_mm`` of a mask (pseudo boundaries are uncertain);
+  otherwise (or with ``known_background=False``) they stay ``ignore``, since an organ without a mask may lie there.
+  Without background a network sees only positives on these cases, which taught it nothing in the JSRT study.
 * **cases with a mask and landmarks**: the pseudo mask is only compared with the real one (Dice in the summary,
   a direct estimate of pseudo-label quality); the label map is copied unchanged.
 * other cases: label map copied unchanged.
@@ -38,6 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from nnunet_babloss.landmarks.geometry import ImageGeometry
 from nnunet_babloss.landmarks.io import read_landmarks
@@ -346,6 +350,8 @@ class PseudoLabelOptions:
         per_organ: Organ name -> strategy.
         thresholds: Quality bounds; masks outside them are "implausible".
         keep_implausible: Write implausible masks too (default: leave their organ as ``ignore``).
+        known_background: Label the rest of a complete case as background (see the module docstring).
+        background_margin_mm: Voxels closer than this to a pseudo mask stay ``ignore`` instead of background.
         intensity: How raw intensities are scaled to ``[0, 1]`` (``minmax``, ``percentile`` or ``(low, high)``).
         channel: Image channel (``_0000``, ``_0001``, ...) shown to the model.
         cases: Case identifiers to process (default: every case with a landmark file).
@@ -360,6 +366,8 @@ class PseudoLabelOptions:
     per_organ: Mapping[str, StrategyChoice] = field(default_factory=dict)
     thresholds: QualityThresholds = field(default_factory=QualityThresholds)
     keep_implausible: bool = False
+    known_background: bool = True
+    background_margin_mm: float = 0.0
     intensity: Literal["minmax", "percentile"] | tuple[float, float] = "minmax"
     channel: int = 0
     cases: tuple[str, ...] | None = None
@@ -372,6 +380,16 @@ class PseudoLabelOptions:
     def choice_for(self, organ: str) -> StrategyChoice:
         """The strategy of ``organ``."""
         return self.per_organ.get(organ, self.default)
+
+
+def _fill_known_background(
+    label: np.ndarray, ignore_value: int, background_value: int, spacing_mm: Sequence[float], margin_mm: float
+) -> None:
+    """In place: ``ignore`` voxels become background, except those within ``margin_mm`` of a labelled voxel."""
+    unknown = label == ignore_value
+    if margin_mm > 0 and not unknown.all():
+        unknown &= ndimage.distance_transform_edt(unknown, sampling=[float(value) for value in spacing_mm]) > margin_mm
+    label[unknown] = background_value
 
 
 @dataclass(frozen=True)
@@ -584,6 +602,10 @@ def generate_pseudo_labels(
         raise ValueError(f'{source / "dataset.json"}: "file_ending" must be a non-empty string, got {file_ending!r}')
     spec = LandmarkSpec.from_dataset_json(source / "dataset.json")
     organs = organ_landmark_names(spec, labels)
+    foreground = {name for name, value in labels.items() if name not in ("background", "ignore")}
+    complete_label_set = foreground == set(organs) and isinstance(labels.get("background"), int)
+    if options.background_margin_mm < 0:
+        raise ValueError(f"background_margin_mm must be >= 0, got {options.background_margin_mm}")
     unknown = sorted(set(options.per_organ) - set(organs))
     if unknown:
         raise ValueError(f"strategies given for {unknown}, which are not organs of the bridge table {list(organs)}")
@@ -708,6 +730,11 @@ def generate_pseudo_labels(
                     reference,
                 )
         if not has_mask:
+            if options.known_background and complete_label_set and all(
+                case_status[case].get(organ) == "written" for organ in organs
+            ):
+                _fill_known_background(new_label, ignore_value, int(labels["background"]), spacing,
+                                       options.background_margin_mm)
             max_value = max(int(value) for value in labels.values() if isinstance(value, int))
             written = sitk.GetImageFromArray(new_label.astype(np.uint8 if max_value <= 255 else np.uint16))
             written.CopyInformation(label_itk if label_itk is not None else image_itk)
@@ -739,6 +766,8 @@ def generate_pseudo_labels(
         },
         "thresholds": options.thresholds.as_dict(),
         "keep_implausible": options.keep_implausible,
+        "known_background": options.known_background and complete_label_set,
+        "background_margin_mm": options.background_margin_mm,
         "intensity": options.intensity if isinstance(options.intensity, str) else list(options.intensity),
         "channel": options.channel,
         "ignore_label": ignore_value,

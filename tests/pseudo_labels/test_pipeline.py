@@ -165,7 +165,8 @@ def test_pipeline_end_to_end_with_a_tiny_sam(
         labels = read_labels(output / "labelsTr" / f"{case}.nii.gz")
         image = sitk.ReadImage(str(dataset / "imagesTr" / f"{case}_0000.nii.gz"))
         assert labels.shape == (256, 256) and labels.dtype == np.uint8
-        assert set(np.unique(labels)) <= set(range(1, 6)) | {IGNORE}  # never background: it is not known
+        # Every label of the dataset got a mask (a complete case): the rest is background, nothing is ignored.
+        assert set(np.unique(labels)) <= set(range(0, 6)) and (labels == 0).any()
         # The contour-filled heart is painted over the (random) lung masks, which have lower label values.
         heart = labels == JSRT_LABELS["heart"]
         reference_heart = jsrt_mask(jsrt_fixture, case, "H")
@@ -239,6 +240,23 @@ def test_cli_contour_labels_match_the_real_masks(make_jsrt_dataset: Callable[...
             assert dice(labels == value, jsrt_mask(jsrt_fixture, case, group)) >= 0.9, (case, name)
     provenance = json.loads((out / PROVENANCE_FILE).read_text())
     assert provenance["model"] is None and provenance["command_line"][0] == "nnUNetv2_bab_pseudo_labels"
+    assert provenance["known_background"] is True and provenance["background_margin_mm"] == 0.0
+
+    # Background: everywhere outside the masks by default, behind a band of ignore with a margin, or not at all.
+    label_sets = {}
+    for name, extra in (("margin", ["--background-margin-mm", "3"]), ("unknown", ["--unknown-background"])):
+        folder = dataset.parent / f"labels_{name}"
+        assert main(["-i", str(dataset), "--labels-out", str(folder), "--backend", "none", "--no-progress",
+                     "--default-strategy", "contour", *extra]) == 0
+        label_sets[name] = read_labels(folder / "JPCLN003.nii.gz")
+    default = read_labels(out / "JPCLN003.nii.gz")
+    assert IGNORE not in default and (default == 0).any()
+    margin, unknown = label_sets["margin"], label_sets["unknown"]
+    assert np.array_equal(margin[margin != IGNORE], default[margin != IGNORE])  # organs unchanged
+    band = margin == IGNORE
+    assert band.any() and (default[band] == 0).all() and (margin == 0).any()  # a band of the old background
+    organs = default > 0
+    assert np.array_equal(unknown == IGNORE, ~organs)  # nothing outside the masks is labelled
     with pytest.raises(SystemExit) as error:
         main(arguments)
     assert error.value.code == 2  # non-empty output, and 'box' needs a model

@@ -1,0 +1,29 @@
+"""The Hamedan study script's --smoke mode end to end: conversion, training, prediction, scoring vs annotators."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.mark.e2e
+def test_smoke_run_scores_the_model_against_each_annotator(shared_data, tmp_path) -> None:
+    results = tmp_path / "work" / "results"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "hamedan_study.py"), "--work-dir", str(tmp_path / "work"), "--smoke",
+         "--heatmap-loss", "bce", "--data-root", str(shared_data)],
+        check=True, capture_output=True, text=True, encoding="utf-8", errors="replace",
+    )
+    report = json.loads((results / "hamedan_study_bce.json").read_text())
+    assert report["heatmap_loss"] == "bce" and report["num_train"] == 6 and report["num_val"] == 2
+    (validation,) = report["scores"]["validation"]  # one seed
+    assert set(validation) == {"model_vs_mean", "model_vs_mollabashi", "model_vs_farhadifar", "inter_annotator"}
+    assert validation["model_vs_mean"]["px"]["n"] == 19 * 2  # every landmark of both validation cases is scored
+    assert validation["inter_annotator"]["px"]["mre"] > 0
+    assert "heatmap loss bce" in (results / "hamedan_study_bce.md").read_text()
