@@ -119,16 +119,25 @@ def masked_heatmap_mse(
     Raises:
         ValueError: on mismatched shapes or a foreground weight < 1.
     """
-    if predicted.shape != target.shape or predicted.shape[:2] != valid.shape:
-        raise ValueError(f"shapes differ: predicted {tuple(predicted.shape)}, target {tuple(target.shape)}, valid {tuple(valid.shape)}")
+    if predicted.shape != target.shape:
+        raise ValueError(f"shapes differ: prediction {tuple(predicted.shape)}, target {tuple(target.shape)}")
+    return _reduce_heatmap_loss((predicted - target) ** 2, predicted, target, valid, foreground_weight, normalizer)
+
+
+def _reduce_heatmap_loss(
+    per_voxel: Tensor, prediction: Tensor, target: Tensor, valid: Tensor, foreground_weight: float,
+    normalizer: float | None,
+) -> Tensor:
+    """Foreground-weighted per-voxel losses -> mean (or sum / normalizer) per pair -> mean over valid pairs."""
+    if prediction.shape != target.shape or prediction.shape[:2] != valid.shape:
+        raise ValueError(f"shapes differ: prediction {tuple(prediction.shape)}, target {tuple(target.shape)}, valid {tuple(valid.shape)}")
     if foreground_weight < 1.0:
         raise ValueError(f"foreground_weight must be >= 1, got {foreground_weight}")
     if normalizer is not None and not normalizer > 0:
         raise ValueError(f"normalizer must be positive, got {normalizer}")
-    weights = 1.0 + (foreground_weight - 1.0) * target
-    squared = (weights * (predicted - target) ** 2).flatten(2)
-    per_pair = squared.mean(-1) if normalizer is None else squared.sum(-1) / normalizer
-    return _masked_mean(per_pair, valid, predicted)
+    weighted = ((1.0 + (foreground_weight - 1.0) * target) * per_voxel).flatten(2)
+    per_pair = weighted.mean(-1) if normalizer is None else weighted.sum(-1) / normalizer
+    return _masked_mean(per_pair, valid, prediction)
 
 
 def masked_heatmap_bce(
@@ -153,21 +162,14 @@ def masked_heatmap_bce(
     Raises:
         ValueError: on mismatched shapes, a foreground weight < 1 or a non-positive normalizer.
     """
-    if logits.shape != target.shape or logits.shape[:2] != valid.shape:
-        raise ValueError(f"shapes differ: logits {tuple(logits.shape)}, target {tuple(target.shape)}, valid {tuple(valid.shape)}")
-    if foreground_weight < 1.0:
-        raise ValueError(f"foreground_weight must be >= 1, got {foreground_weight}")
-    if normalizer is not None and not normalizer > 0:
-        raise ValueError(f"normalizer must be positive, got {normalizer}")
+    if logits.shape != target.shape:
+        raise ValueError(f"shapes differ: prediction {tuple(logits.shape)}, target {tuple(target.shape)}")
     target = target.to(logits.dtype)
     cross_entropy = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
     clamped = target.clamp(_EPSILON, 1.0 - _EPSILON)
     entropy = -(clamped * torch.log(clamped) + (1.0 - clamped) * torch.log1p(-clamped))
     entropy = torch.where((target > 0) & (target < 1), entropy, torch.zeros_like(entropy))
-    weights = 1.0 + (foreground_weight - 1.0) * target
-    divergence = (weights * (cross_entropy - entropy)).flatten(2)
-    per_pair = divergence.mean(-1) if normalizer is None else divergence.sum(-1) / normalizer
-    return _masked_mean(per_pair, valid, logits)
+    return _reduce_heatmap_loss(cross_entropy - entropy, logits, target, valid, foreground_weight, normalizer)
 
 
 def gaussian_mass_vox(sigma_vox: Sequence[float]) -> float:
