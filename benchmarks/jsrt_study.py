@@ -476,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="heatmap Gaussian sigma in mm (default: 2 pixels at --spacing)")
     parser.add_argument("--heatmap-loss", default="mse", choices=HEATMAP_LOSSES,
                         help="heatmap loss of the heatmap trainers: mse (the paper's, on sigmoid outputs) or bce "
-                             "(cross-entropy of the logits; leaves chance level sooner) (default: mse)")
+                             "(cross-entropy of the logits, not damped by the sigmoid's slope) (default: mse)")
     parser.add_argument("--boundary-range-mm", type=float, default=None,
                         help="BaBLoss boundary range n in mm (default: 3 pixels at --spacing)")
     parser.add_argument("--val-fraction", type=float, default=0.2,
