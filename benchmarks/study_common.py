@@ -33,6 +33,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from nnunet_babloss.demo import nnunet_command, nnunet_environment, training_environment  # noqa: E402
+from nnunet_babloss.losses import HEATMAP_LOSS_KINDS  # noqa: E402
 
 STUDY_CONFIGURATION = "2d_study"
 SDR_THRESHOLDS_MM = (2.0, 2.5, 3.0, 4.0)
@@ -86,7 +87,7 @@ def trainer_class_name(base: str, seed: int) -> str:
 
 #: Bases trained with a heatmap loss (``HeatmapTrainer.heatmap_loss_kind``).
 HEATMAP_LOSS_BASES = ("HeatmapTrainer", "BaBLossTrainer")
-HEATMAP_LOSSES = ("mse", "bce")
+HEATMAP_LOSSES = HEATMAP_LOSS_KINDS
 
 
 def write_study_trainers(

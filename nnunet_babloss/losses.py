@@ -41,6 +41,7 @@ __all__ = [
     "SegmentationGate",
     "masked_heatmap_mse",
     "masked_heatmap_bce",
+    "HEATMAP_LOSS_KINDS",
     "gaussian_mass_vox",
     "ignore_unannotated_targets",
     "heatmap_boundary_similarity",
@@ -53,6 +54,9 @@ __all__ = [
 ]
 
 _EPSILON = 1e-6
+
+#: Heatmap losses a trainer can use: :func:`masked_heatmap_mse` on sigmoid outputs, :func:`masked_heatmap_bce` on logits.
+HEATMAP_LOSS_KINDS = ("mse", "bce")
 
 
 class Similarity(str, Enum):

@@ -102,6 +102,24 @@ def test_mask_less_batch_trains_and_gradients_reach_the_intended_heads(nnunet_pa
     losses["total"].backward()
 
 
+def test_heatmap_loss_kind_selects_the_loss_and_rejects_unknown_kinds(nnunet_paths) -> None:
+    trainer = _trainer(HeatmapTrainer, nnunet_paths)
+    train_loader, _ = trainer.get_dataloaders()
+    batch = next(train_loader)
+    while not batch["has_landmarks"].any():  # a heatmap loss needs a sample with landmarks
+        batch = next(train_loader)
+    data, target, keypoints, has_mask, has_landmarks = trainer._batch_to_device(batch)
+    with torch.no_grad():
+        output = trainer.network(data)
+        values = {}
+        for kind in ("mse", "bce"):
+            trainer.heatmap_loss_kind = kind
+            values[kind] = trainer.compute_losses(output, target, keypoints, has_mask, has_landmarks)["heatmap"].item()
+    assert values["mse"] > 0 and values["bce"] > 0 and values["mse"] != values["bce"]
+    with pytest.raises(ValueError, match="heatmap_loss_kind"):
+        _trainer(HeatmapTrainer, nnunet_paths, heatmap_loss_kind="l1")
+
+
 @pytest.mark.parametrize("drop_pairs", [False, True])
 def test_lateral_mirroring_is_off_exactly_when_sided_landmarks_have_no_pairs(nnunet_paths, drop_pairs) -> None:
     """The demo's landmarks are paired: all axes mirror. Without the pairs the left-right axis (columns) must not flip,

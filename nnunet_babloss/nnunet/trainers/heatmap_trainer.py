@@ -34,7 +34,13 @@ from torch import Tensor, autocast, nn
 from nnunet_babloss.heatmaps import decode_heatmaps, render_gaussian_heatmaps, sigma_mm_to_vox
 from nnunet_babloss.landmarks.io import read_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec
-from nnunet_babloss.losses import gaussian_mass_vox, ignore_unannotated_targets, masked_heatmap_bce, masked_heatmap_mse
+from nnunet_babloss.losses import (
+    HEATMAP_LOSS_KINDS,
+    gaussian_mass_vox,
+    ignore_unannotated_targets,
+    masked_heatmap_bce,
+    masked_heatmap_mse,
+)
 from nnunet_babloss.network import SegmentationHeatmapNetwork, SegmentationHeatmapOutput, unwrap_network
 from nnunet_babloss.nnunet.keypoint_transforms import make_keypoint_aware
 from nnunet_babloss.nnunet.landmark_loader import LandmarkDataLoader
@@ -91,8 +97,8 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
     ) -> None:
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.apply_schedule_settings()
-        if self.heatmap_loss_kind not in ("mse", "bce"):
-            raise ValueError(f"heatmap_loss_kind must be 'mse' or 'bce', got {self.heatmap_loss_kind!r}")
+        if self.heatmap_loss_kind not in HEATMAP_LOSS_KINDS:
+            raise ValueError(f"heatmap_loss_kind must be one of {HEATMAP_LOSS_KINDS}, got {self.heatmap_loss_kind!r}")
         self.landmark_spec = LandmarkSpec.from_dataset_json(dataset_json)
         if self.label_manager.has_regions:
             raise ValueError(
