@@ -11,6 +11,7 @@ PURE_MODULES = [
     "nnunet_babloss.landmarks.spec",
     "nnunet_babloss.landmarks.io",
     "nnunet_babloss.landmarks.geometry",
+    "nnunet_babloss.landmarks.baseline",
     "nnunet_babloss.heatmaps",
     "nnunet_babloss.uvmaps",
     "nnunet_babloss.uv_losses",
