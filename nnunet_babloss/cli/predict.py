@@ -12,12 +12,18 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from nnunet_babloss.ext_trainers_path import with_ext_trainer_dir
+from nnunet_babloss.nnunet.checkpoint_loading import (
+    UNSAFE_LOAD_ENV_VAR,
+    UnsafeCheckpointError,
+    require_checkpoint_file_name,
+)
 
 __all__ = ["PredictionSettings", "build_parser", "main", "predict_with_landmarks"]
 
@@ -71,6 +77,7 @@ class PredictionSettings:
             raise ValueError(f"-step_size must be in (0, 1], got {self.step_size}")
         if not 0.0 <= self.landmark_threshold <= 1.0:
             raise ValueError(f"--landmark_threshold must be in [0, 1], got {self.landmark_threshold}")
+        require_checkpoint_file_name(self.checkpoint, "-chk")
         if self.num_processes_preprocessing < 0 or self.num_processes_export < 0:
             raise ValueError(
                 f"-npp and -nps must be >= 0, got {self.num_processes_preprocessing} and {self.num_processes_export}"
@@ -102,6 +109,7 @@ def predict_with_landmarks(settings: PredictionSettings) -> Path:
     Raises:
         FileNotFoundError: the input folder or the trained model does not exist.
         ValueError: the model has no landmark heatmap head, or a setting is invalid.
+        UnsafeCheckpointError: a checkpoint holds more than nnU-Net's weights and numbers (refused, not executed).
     """
     import torch
     from nnunetv2.utilities.file_path_utilities import get_output_folder
@@ -223,8 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--continue_prediction", action="store_true",
                         help="skip cases whose outputs exist (a landmark file is always written before its "
                         "segmentation)")
-    parser.add_argument("-chk", default="checkpoint_final.pth",
-                        help="checkpoint file name (default: checkpoint_final.pth)")
+    parser.add_argument("-chk", default="checkpoint_final.pth", type=_checkpoint_name,
+                        help="checkpoint file name inside each fold_X folder of the model, not a path (default: "
+                        "checkpoint_final.pth). Checkpoints are loaded weights-only: a file holding anything but "
+                        f"nnU-Net's weights and numbers is refused unless {UNSAFE_LOAD_ENV_VAR}=1 is set (trusted "
+                        "files only: it runs code stored in the file)")
     parser.add_argument("-npp", type=int, default=_environment_int("nnUNet_npp", 3),
                         help="preprocessing processes (default: 3 or $nnUNet_npp; -npp 0 -nps 0 runs sequentially)")
     parser.add_argument("-nps", type=int, default=_environment_int("nnUNet_nps", 3),
@@ -249,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _checkpoint_name(value: str) -> str:
+    try:
+        return require_checkpoint_file_name(value, "-chk")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _fold(value: str) -> int | str:
     if value == "all":
         return value
@@ -270,7 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress_bar=not args.disable_progress_bar, perform_everything_on_device=not args.not_on_device,
         landmark_threshold=args.landmark_threshold, save_slicer=args.save_slicer, query_uv=args.query_uv,
     )
-    output_folder = predict_with_landmarks(settings)
+    try:
+        output_folder = predict_with_landmarks(settings)
+    except UnsafeCheckpointError as error:
+        print(f"nnUNetv2_bab_predict: error: {error}", file=sys.stderr)
+        return 1
     print(f"segmentations and landmark files written to {output_folder}")
     return 0
 

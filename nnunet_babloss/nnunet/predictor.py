@@ -59,6 +59,7 @@ from nnunet_babloss.landmarks.geometry import ImageGeometry, PreprocessingMap, p
 from nnunet_babloss.landmarks.io import LandmarkSet, write_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec
 from nnunet_babloss.network import SegmentationHeatmapNetwork, SegmentationUVNetwork, unwrap_network
+from nnunet_babloss.nnunet.checkpoint_loading import require_checkpoint_file_name, weights_only_loading
 from nnunet_babloss.nnunet.trainers.denseseg_trainer import denseseg_template_from_plans
 from nnunet_babloss.nnunet.trainers.heatmap_trainer import landmark_spec_from_plans
 from nnunet_babloss.uvmaps import DenseSegTemplate, dilate_region, parse_uv_queries, soft_match_uv
@@ -372,7 +373,20 @@ class nnUNetLandmarkPredictor(nnUNetPredictor):  # noqa: N801 (nnU-Net's naming)
         self, model_training_output_dir: str, use_folds: tuple[int | str, ...] | None,
         checkpoint_name: str = "checkpoint_final.pth",
     ) -> None:
-        super().initialize_from_trained_model_folder(model_training_output_dir, use_folds, checkpoint_name)
+        """nnU-Net's initialisation from ``<model folder>/fold_X/<checkpoint_name>``, loading weights only.
+
+        The checkpoints are read with ``weights_only=True`` and the allow-list of nnU-Net checkpoints (see
+        :mod:`nnunet_babloss.nnunet.checkpoint_loading`): a file holding anything else is refused, never executed.
+
+        Raises:
+            ValueError: ``checkpoint_name`` is a path rather than a file name.
+            UnsafeCheckpointError: a checkpoint holds types outside the allow-list (the message names the opt-in
+                environment variable ``NNUNET_BABLOSS_ALLOW_UNSAFE_CHECKPOINTS``).
+        """
+        require_checkpoint_file_name(checkpoint_name, "checkpoint_name")
+        folds = "the available folds" if use_folds is None else "fold(s) " + ", ".join(map(str, use_folds))
+        with weights_only_loading(f"{checkpoint_name} of {folds} in {model_training_output_dir}"):
+            super().initialize_from_trained_model_folder(model_training_output_dir, use_folds, checkpoint_name)
         self._enable_heatmaps()
 
     def manual_initialization(self, network: nn.Module, plans_manager, configuration_manager, parameters,

@@ -11,6 +11,11 @@ training that starts from this checkpoint::
     nnUNetv2_train LANDMARK_DATASET 2d 0 -tr HeatmapTrainer \\
         -pretrained_weights $nnUNet_results/<PRETRAIN_DATASET>/BoundaryPretrainer__nnUNetPlans__2d/fold_0/checkpoint_final.pth
 
+The fine-tuning trainer loads ``-pretrained_weights`` weights-only (nnU-Net's ``load_pretrained_weights`` runs inside
+:func:`~nnunet_babloss.nnunet.checkpoint_loading.weights_only_loading`, see
+:class:`~nnunet_babloss.nnunet.trainers.checkpoint_selection.WeightsOnlyCheckpointLoading`): a pre-training output
+from elsewhere can carry weights, not code.
+
 Why no surgery is needed: the network is exactly :class:`HeatmapTrainer`'s (nnU-Net's planned U-Net plus a heatmap
 head with one channel per landmark). nnU-Net's ``load_pretrained_weights`` requires every key except those containing
 ``.seg_layers.`` (the 1x1 segmentation outputs, which it skips) to exist with the same shape, so the two datasets

@@ -1,5 +1,10 @@
-"""``checkpoint_best`` chosen on a trainer's own score instead of nnU-Net's pseudo-Dice EMA.
+"""Checkpoint handling of our trainers: weights-only loading, and ``checkpoint_best`` chosen on the trainer's own score.
 
+Loading (:class:`WeightsOnlyCheckpointLoading`): ``--c``, ``--val``, ``--val_best`` and ``-pretrained_weights``
+read checkpoints with ``weights_only=True`` and the allow-list of :mod:`nnunet_babloss.nnunet.checkpoint_loading`,
+so a crafted ``.pth`` is refused instead of run.
+
+Selection (:class:`SelectionScoreCheckpointing`):
 nnU-Net saves ``checkpoint_best`` in ``on_epoch_end`` when its ``_best_ema`` is ``None`` or beaten by the EMA of the
 pseudo Dice. Trainers whose quality is not (only) a Dice — landmarks, boundary-map regression — log an
 ``ema_selection_score`` per epoch instead; this mixin steers nnU-Net's decision with it and keeps the best score
@@ -10,10 +15,31 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["SelectionScoreCheckpointing"]
+from nnunet_babloss.nnunet.checkpoint_loading import guard_pretrained_weights_loading, weights_only_loading
+
+__all__ = ["SelectionScoreCheckpointing", "WeightsOnlyCheckpointLoading"]
 
 
-class SelectionScoreCheckpointing:
+class WeightsOnlyCheckpointLoading:
+    """Mixin for nnU-Net trainers: every checkpoint nnU-Net loads for them is loaded weights-only.
+
+    ``load_checkpoint`` (``--c``, ``--val``, ``--val_best``) runs nnU-Net's own method inside
+    :func:`~nnunet_babloss.nnunet.checkpoint_loading.weights_only_loading`; ``initialize`` routes the
+    ``-pretrained_weights`` load of ``nnUNetv2_train`` (which nnU-Net performs right after it) through the same guard
+    (:func:`~nnunet_babloss.nnunet.checkpoint_loading.guard_pretrained_weights_loading`).
+    """
+
+    def initialize(self) -> None:
+        super().initialize()
+        guard_pretrained_weights_loading()
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        what = f"checkpoint {filename_or_checkpoint}" if isinstance(filename_or_checkpoint, str) else "checkpoint"
+        with weights_only_loading(what):
+            super().load_checkpoint(filename_or_checkpoint)
+
+
+class SelectionScoreCheckpointing(WeightsOnlyCheckpointLoading):
     """Mixin for nnU-Net trainers whose local logger has an ``ema_selection_score`` list (higher is better)."""
 
     selection_ema_momentum: float = 0.9
