@@ -56,9 +56,9 @@ def brute_force_hd95(a: np.ndarray, b: np.ndarray, spacing_mm: tuple[float, ...]
 
 
 def brute_force_nsd(a: np.ndarray, b: np.ndarray, spacing_mm: tuple[float, ...], tolerance_mm: float) -> float:
-    # "<=" with the documented relative slack of 1e-9: cdist and the EDT may round the same distance apart by an
-    # ulp, and a distance equal to the tolerance must count whichever way it was rounded.
-    limit = tolerance_mm * (1 + 1e-9)
+    # "<=" with the documented relative slack of 1e-6: cdist and the EDT may round the same distance apart by an
+    # ulp (and float32 header spacings by more), and a distance equal to the tolerance must count either way.
+    limit = tolerance_mm * (1 + 1e-6)
     a_to_b = brute_force_distances(a, b, spacing_mm)
     b_to_a = brute_force_distances(b, a, spacing_mm)
     return (np.sum(a_to_b <= limit) + np.sum(b_to_a <= limit)) / (a_to_b.size + b_to_a.size)
@@ -155,6 +155,39 @@ def test_boxes_offset_by_three_voxels(ndim: int) -> None:
     # Inclusive tolerance: at 1.5 mm every surface voxel counts, just below it the x = 0 faces do not.
     assert normalized_surface_dice(a, b, spacing, 1.5) == 1.0
     assert normalized_surface_dice(a, b, spacing, 1.49) < 1.0
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("written_spacing_mm", [0.8, 0.3])
+def test_float32_header_spacing_keeps_a_one_voxel_shift_within_a_one_voxel_tolerance(
+    written_spacing_mm: float, ndim: int
+) -> None:
+    # An image header stores the spacing in float32: 0.8 becomes 0.800000011920929 and 0.3 becomes
+    # 0.30000001192092896, both a little above the value the user types as the tolerance. Shifting a square (cube)
+    # by one voxel along x puts every surface voxel at most one voxel from the other surface (the faces across
+    # the shift at exactly one voxel), so at a tolerance of one voxel NSD is 1 (a 1e-9 slack gave 0.5 in 2D).
+    header_spacing_mm = float(np.float32(written_spacing_mm))
+    assert header_spacing_mm > written_spacing_mm
+    a = np.zeros((8,) * ndim, dtype=bool)
+    a[(slice(2, 6),) * ndim] = True
+    b = np.roll(a, 1, axis=-1)
+    spacing = (header_spacing_mm,) * ndim
+    assert normalized_surface_dice(a, b, spacing, written_spacing_mm) == 1.0
+    labels = a.astype(np.uint8), b.astype(np.uint8)
+    assert segmentation_metrics(*labels, {"square": 1}, spacing, written_spacing_mm)["square"]["nsd"] == 1.0
+    # The slack stays relative and small: a tolerance 0.01 % below one voxel leaves the shifted faces out.
+    assert normalized_surface_dice(a, b, spacing, written_spacing_mm * (1 - 1e-4)) < 1.0
+
+
+def test_float32_header_spacings_anisotropic_multi_voxel_shift() -> None:
+    # Rows at float32(0.8), columns at float32(0.3); a 3-column shift is 3 * 0.30000001192092896 = 0.9000000358 mm,
+    # which a 0.9 mm tolerance must include (no surface voxel is farther than the 3 columns from the other surface).
+    spacing = (float(np.float32(0.8)), float(np.float32(0.3)))
+    a = np.zeros((10, 16), dtype=bool)
+    a[2:8, 3:10] = True
+    b = np.roll(a, 3, axis=1)
+    assert normalized_surface_dice(a, b, spacing, 0.9) == 1.0
+    assert normalized_surface_dice(a, b, spacing, 0.9 * (1 - 1e-4)) < 1.0
 
 
 def test_squares_offset_by_three_pixels_isotropic() -> None:
