@@ -18,6 +18,12 @@ unchanged. ``nnUNetv2_train -pretrained_weights`` calls nnU-Net's module-level `
 trainers' ``initialize``, which nnU-Net runs just before that load) replaces that one reference with a wrapper that
 calls nnU-Net's function inside :func:`weights_only_loading`.
 
+Not covered: trainers without
+:class:`~nnunet_babloss.nnunet.trainers.checkpoint_selection.WeightsOnlyCheckpointLoading` (nnU-Net's own trainers,
+and here ``GazeSupTrainer``, ``nnUNetTrainerNoLateralMirroring``, ``nnUNetTrainer_BabDemo``) resume and load
+``-pretrained_weights`` through nnU-Net's full-pickle loader, and so does ``nnUNetv2_predict`` (use
+``nnUNetv2_bab_predict``). Only load checkpoints from trusted sources with those.
+
 Opt-in to unsafe loading: set ``NNUNET_BABLOSS_ALLOW_UNSAFE_CHECKPOINTS=1`` (:data:`UNSAFE_LOAD_ENV_VAR`) to load
 checkpoints holding other types with plain pickle (``weights_only=False``), only for files from a source you trust.
 Every refusal names the file and this variable.
