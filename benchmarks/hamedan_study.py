@@ -8,6 +8,11 @@ stated nominal spacing (``--nominal-spacing``, default 0.1 mm as for the similar
 reference is the distance between the two annotators on the same cases; the model is also scored against each
 annotator separately.
 
+Next to the model, the **mean training shape** (``nnunet_babloss.landmarks.baseline``: each landmark's mean position
+over the model's training cases, fold 0 of ``splits_final.json``, predicted for every case with no image and no
+network; also a similarity-aligned variant) is scored by the same code against the same references, in pixels and
+nominal mm. A model worse than it gets a line starting with ``WARNING:`` in the report and on stderr.
+
 Outputs (``--results-dir``): ``hamedan_study_<heatmap loss>.md``/``.json``. Finished trainings are reused with the same
 ``--work-dir``.
 
@@ -29,22 +34,28 @@ from pathlib import Path
 
 import numpy as np
 from study_common import (  # noqa: E402 (adds the repository to sys.path)
+    MEAN_SHAPE_BASELINES,
+    REFERENCE_BASELINE,
     REPO_ROOT,
     SDR_THRESHOLDS_MM,
     STUDY_CONFIGURATION,
     Schedule,
+    baseline_warning,
     error_summary,
     format_mean_sd,
     learning_curves,
     machine_description,
+    mean_sd,
     model_folder,
     nnunet_command,
     plan_and_preprocess,
     raw_folder,
+    read_single_split,
     run_logged,
     study_environment,
     train,
     trainer_class_name,
+    write_mean_shape_baselines,
     write_single_split,
     write_study_trainers,
     HEATMAP_LOSSES,
@@ -119,6 +130,45 @@ def score(prediction_folder: Path, cases: Sequence[str], order: Sequence[str], p
     return result
 
 
+COMPARED = ("mean", *ANNOTATORS)
+
+
+def score_baselines(environment: dict, dataset_id: int, splits: dict[str, tuple[list[str], list[str], dict]],
+                    spacing_mm: float, work: Path) -> dict[str, dict]:
+    """Every :data:`study_common.MEAN_SHAPE_BASELINES` entry, from the training cases of fold 0, scored like the model.
+
+    ``splits``: ``{split: (cases, landmark order, annotator points)}``. The scores have the model's keys
+    (``model_vs_<reference>``: the baseline's prediction against that reference). Needs no trained model, so it also
+    runs when a finished work folder is rescored.
+    """
+    dataset_raw = raw_folder(environment, dataset_id)
+    train_cases, _ = read_single_split(environment, dataset_id)
+    baselines = {key: {"label": label, "aligned": aligned, "scores": {}}
+                 for key, (label, aligned) in MEAN_SHAPE_BASELINES.items()}
+    for split, (cases, order, points) in splits.items():
+        predictions, used = write_mean_shape_baselines(dataset_raw, train_cases, cases, work / "baselines" / split)
+        for key, folder in predictions.items():
+            baselines[key]["num_training_cases"] = len(used)
+            baselines[key]["scores"][split] = score(folder, cases, order, points, spacing_mm)
+    headline = baselines[REFERENCE_BASELINE]["scores"]["validation"]["model_vs_mean"]["px"]["mre"]
+    print(f"[baseline] mean training shape of {len(train_cases)} cases: MRE {headline:.1f} px vs the mean annotator",
+          flush=True)
+    return baselines
+
+
+def baseline_warnings(report: dict) -> list[str]:
+    """``WARNING:`` lines (also printed to stderr) for every split where the model is worse than the mean shape."""
+    warnings = []
+    baseline = report["baselines"][REFERENCE_BASELINE]
+    for split in report["evaluation_sets"]:
+        model = mean_sd([seed["model_vs_mean"]["px"]["mre"] for seed in report["scores"][split]])[0]
+        line = baseline_warning(f"HeatmapTrainer vs the mean annotator ({split})", model,
+                                baseline["scores"][split]["model_vs_mean"]["px"]["mre"], "px")
+        if line is not None:
+            warnings.append(line)
+    return warnings
+
+
 def markdown(report: dict) -> str:
     s = report["schedule"]
     lines = [
@@ -134,17 +184,28 @@ def markdown(report: dict) -> str:
         "dataset does not document its spacing). Training wall time: "
         f"{format_mean_sd(report['wall_times'], 0)} s.", "",
     ]
+    if report.get("warnings"):
+        lines += [*report["warnings"], ""]
+    baselines = report.get("baselines", {})
+    if baselines:
+        lines += [f"The mean-training-shape rows predict, for every case, each landmark's mean position over the "
+                  f"{baselines[REFERENCE_BASELINE]['num_training_cases']} training cases (no image, no network); "
+                  "the similarity-aligned one is the generalised Procrustes mean placed at the cases' mean pose.", ""]
     for split in report["evaluation_sets"]:
         lines += [f"## {split}", "", "| compared | MRE px | SD px | MRE mm (nominal) | SDR@2 mm | SDR@2.5 mm | SDR@3 mm | SDR@4 mm |",
                   "|---|---|---|---|---|---|---|---|"]
-        seeds = report["scores"][split]
-        for key in ("model_vs_mean", "model_vs_mollabashi", "model_vs_farhadifar", "inter_annotator"):
+        rows = [(f"model vs {name}", report["scores"][split], f"model_vs_{name}") for name in COMPARED]
+        for baseline in baselines.values():
+            if split in baseline["scores"]:
+                rows += [(f"{baseline['label']} vs {name}", [baseline["scores"][split]], f"model_vs_{name}")
+                         for name in COMPARED]
+        rows.append(("inter annotator (human reference)", report["scores"][split], "inter_annotator"))
+        for label, seeds, key in rows:
             def values(unit, metric):
                 return [seed[key][unit][metric] for seed in seeds]
             cells = [format_mean_sd(values("px", "mre"), 1), format_mean_sd(values("px", "sd"), 1),
                      format_mean_sd(values("mm_nominal", "mre"), 2)]
             cells += [format_mean_sd(values("mm_nominal", f"sdr_{t:g}")) for t in SDR_THRESHOLDS_MM]
-            label = key.replace("_", " ") + (" (human reference)" if key == "inter_annotator" else "")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -284,6 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             scores["test"].append(score(output, sorted(test_points), test_order, test_points, args.nominal_spacing))
         headline = scores["validation"][-1]["model_vs_mean"]["px"]["mre"]
         print(f"[score] seed {seed}: MRE {headline:.1f} px vs the mean annotator", flush=True)
+    baseline_splits = {"validation": (val_cases, order, points)}
+    if test_points is not None:
+        baseline_splits["test"] = (sorted(test_points), test_order, test_points)
+    baselines = score_baselines(environment, args.dataset_id, baseline_splits, args.nominal_spacing, work)
     report = {
         "command": "python benchmarks/hamedan_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine_description(), "device": args.device, "spacing_mm": args.spacing,
@@ -292,8 +357,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "val_iterations_per_epoch": args.val_iterations},
         "seeds": args.seeds, "split_seed": args.split_seed, "num_train": len(train_cases), "num_val": len(val_cases),
         "val_cases": val_cases, "evaluation_sets": evaluation_sets, "wall_times": wall_times,
-        "total_wall_time_s": time.perf_counter() - started, "scores": scores, "learning_curves": curves,
+        "total_wall_time_s": time.perf_counter() - started, "scores": scores, "baselines": baselines,
+        "learning_curves": curves,
     }
+    report["warnings"] = baseline_warnings(report)
     stem = f"hamedan_study_{args.heatmap_loss}"  # one table per heatmap loss, side by side
     (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2))
     (results_dir / f"{stem}.md").write_text(markdown(report))

@@ -26,6 +26,13 @@ trainers their landmark MRE) on it every epoch, which gives the learning curves;
 ``nnunet_babloss.evaluation``. ``--test-data`` scores the same final models on a separate folder of the jsrt_512
 layout (``images/``, ``labels_bits/``, ``landmarks/``, ``dataset_info.json``) that no variant has seen.
 
+Every landmark table has a **mean training shape** row (``nnunet_babloss.landmarks.baseline``: each landmark's mean
+world position over the training cases, predicted for every case; also a similarity-aligned variant), scored with
+the same code on the same cases. The variants train on different case sets, so each variant is compared with the
+mean shape of the landmark-annotated training cases of its own dataset (fold 0 of its ``splits_final.json``;
+variants whose landmark cases are the same share one row). A model worse than its mean shape gets a line starting
+with ``WARNING:`` in the report and on stderr.
+
 nnU-Net's 2D default rotates by up to 180 degrees and mirrors every axis. All variants here keep the rotations but
 do not flip left-right: JSRT's right- and left-lung landmarks cannot be paired (44 vs 50 points) and its labels are
 sided (``nnunet_babloss/nnunet/trainers/mirroring.py``); the segmentation-only variant uses
@@ -55,23 +62,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from study_common import (  # noqa: E402 (adds the repository to sys.path)
+    MEAN_SHAPE_BASELINES,
+    REFERENCE_BASELINE,
     REPO_ROOT,
     SDR_THRESHOLDS_MM,
     STUDY_CONFIGURATION,
     Schedule,
+    baseline_warning,
     error_summary,
     format_mean_sd,
     landmark_errors,
     learning_curves,
     machine_description,
+    mean_sd,
     model_folder,
     nnunet_command,
     plan_and_preprocess,
     raw_folder,
+    read_single_split,
     run_logged,
     study_environment,
     train,
     trainer_class_name,
+    write_mean_shape_baselines,
     write_single_split,
     write_study_trainers,
     HEATMAP_LOSS_BASES,
@@ -297,6 +310,76 @@ def paired_differences(runs: list[dict], split: str, resamples: int = 2000) -> l
     return rows
 
 
+def score_baselines(variants: Sequence[Variant], ids: dict[str, int], environment: dict, val_cases: Sequence[str],
+                    test_id: int | None, work: Path) -> list[dict]:
+    """Mean-training-shape rows (every :data:`study_common.MEAN_SHAPE_BASELINES` entry) for the landmark variants.
+
+    One row per distinct set of landmark-annotated training cases (fold 0 of the variant dataset's split), scored
+    like the models on the validation cases and, with ``test_id``, on the test dataset. Needs no trained model, so
+    it also runs when a finished work folder is rescored.
+    """
+    groups: dict[tuple[str, ...], dict] = {}
+    for variant in variants:
+        if variant.trainer == "nnUNetTrainer":
+            continue
+        dataset_id = ids[variant.dataset]
+        landmarks = raw_folder(environment, dataset_id) / "landmarksTr"
+        train_cases, _ = read_single_split(environment, dataset_id)
+        annotated = tuple(case for case in train_cases if (landmarks / f"{case}.json").is_file())
+        groups.setdefault(annotated, {"dataset": variant.dataset, "dataset_id": dataset_id, "variants": []})
+        groups[annotated]["variants"].append(variant.name)
+    splits = []
+    if test_id is not None:
+        test_raw = raw_folder(environment, test_id)
+        splits.append(("test", json.loads((test_raw / "dataset.json").read_text()), test_raw / "landmarksTs",
+                       sorted(path.stem for path in (test_raw / "landmarksTs").glob("*.json"))))
+    rows = []
+    for annotated, group in groups.items():
+        dataset_raw = raw_folder(environment, group["dataset_id"])
+        dataset_json = json.loads((dataset_raw / "dataset.json").read_text())
+        folder = work / "baselines" / group["dataset"]
+        entries = {key: {"key": key, "label": label, "aligned": aligned, "dataset": group["dataset"],
+                         "variants": group["variants"], "scores": {}}
+                   for key, (label, aligned) in MEAN_SHAPE_BASELINES.items()}
+        for split, split_json, references, cases in [
+            ("validation", dataset_json, dataset_raw / "landmarksTr", list(val_cases)), *splits
+        ]:
+            predictions, used = write_mean_shape_baselines(dataset_raw, annotated, cases, folder / split)
+            for key, prediction_folder in predictions.items():
+                entries[key]["num_training_cases"] = len(used)
+                entries[key]["scores"][split] = score(prediction_folder, split_json, labels=None, landmarks=references,
+                                                      cases=cases, output=folder / split / f"{key}_scores")
+        rows += entries.values()
+        print(f"[baseline] mean training shape of {len(annotated)} '{group['dataset']}' training cases: "
+              f"{_headline(entries[REFERENCE_BASELINE]['scores']['validation'])}", flush=True)
+    return rows
+
+
+def baseline_for(report: dict, variant: str) -> dict | None:
+    """The reference (plain) mean-shape row that ``variant`` is compared with, if it has landmarks."""
+    for row in report.get("baselines", []):
+        if row["key"] == REFERENCE_BASELINE and variant in row["variants"]:
+            return row
+    return None
+
+
+def baseline_warnings(report: dict) -> list[str]:
+    """``WARNING:`` lines (also printed to stderr) for every variant and split whose MRE exceeds its mean shape's."""
+    warnings = []
+    for split in report["evaluation_sets"]:
+        for variant in report["variants"]:
+            entry = report["table"].get(variant, {}).get(split)
+            baseline = baseline_for(report, variant)
+            if not entry or baseline is None or split not in baseline["scores"]:
+                continue
+            model_mre = mean_sd(_values(entry["seeds"], "landmarks", "all", "mre"))[0]
+            line = baseline_warning(f"{variant} ({split})", model_mre,
+                                    baseline["scores"][split]["landmarks"]["all"]["mre"], "mm")
+            if line is not None:
+                warnings.append(line)
+    return warnings
+
+
 def predict_test(variant: Variant, dataset_id: int, trainer: str, environment: dict, test_raw: Path,
                  output: Path, log_folder: Path) -> None:
     if any(output.glob("*.png")):
@@ -349,6 +432,8 @@ def markdown(report: dict) -> str:
         "final checkpoint, no selection).",
         "",
     ]
+    if report.get("warnings"):
+        lines += [*report["warnings"], ""]
     for split in report["evaluation_sets"]:
         lines += [f"## {split}", "", "### Segmentation (Dice / HD95 mm / NSD@1 mm)", "",
                   "| variant | " + " | ".join(STRUCTURES) + " | train wall time (s) |",
@@ -366,20 +451,36 @@ def markdown(report: dict) -> str:
             wall = format_mean_sd(report["wall_times"][variant], 0)
             lines.append(f"| {variant} | " + " | ".join(cells) + f" | {wall} |")
         lines += ["", "### Landmarks (all 166; MRE ± SD in mm over landmarks, then SDR)", "",
-                  "| variant | MRE mm | SD mm | SDR@2 | SDR@2.5 | SDR@3 | SDR@4 | missed | "
+                  "The mean-training-shape rows predict, for every case, each landmark's mean position over the "
+                  "landmark-annotated training cases named (no image, no network); \"MRE − mean shape\" compares a "
+                  "model with the plain mean shape of its own training cases (positive: worse than it).", "",
+                  "| variant | MRE mm | MRE − mean shape | SD mm | SDR@2 | SDR@2.5 | SDR@3 | SDR@4 | missed | "
                   + " | ".join(f"MRE {group}" for group in GROUPS) + " |",
-                  "|---|" + "---|" * (7 + len(GROUPS))]
-        for variant in report["variants"]:
-            entry = report["table"].get(variant, {}).get(split)
-            if not entry or not any("landmarks" in seed for seed in entry["seeds"]):
-                continue
-            seeds = entry["seeds"]
-            cells = [format_mean_sd(_values(seeds, "landmarks", "all", "mre"), 2),
+                  "|---|" + "---|" * (8 + len(GROUPS))]
+
+        def landmark_cells(seeds: list[dict], versus_baseline: str) -> list[str]:
+            cells = [format_mean_sd(_values(seeds, "landmarks", "all", "mre"), 2), versus_baseline,
                      format_mean_sd(_values(seeds, "landmarks", "all", "sd"), 2)]
             cells += [format_mean_sd(_values(seeds, "landmarks", "all", f"sdr_{t:g}")) for t in SDR_THRESHOLDS_MM]
             cells.append(format_mean_sd(_values(seeds, "landmarks", "missed"), 0))
             cells += [format_mean_sd(_values(seeds, "landmarks", "groups", group, "mre"), 2) for group in GROUPS]
-            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+            return cells
+
+        for variant in report["variants"]:
+            entry = report["table"].get(variant, {}).get(split)
+            if not entry or not any("landmarks" in seed for seed in entry["seeds"]):
+                continue
+            model_mre = mean_sd(_values(entry["seeds"], "landmarks", "all", "mre"))[0]
+            baseline = baseline_for(report, variant)
+            baseline_mre = (baseline["scores"][split]["landmarks"]["all"]["mre"]
+                            if baseline is not None and split in baseline["scores"] else None)
+            versus = "–" if model_mre is None or baseline_mre is None else f"{model_mre - baseline_mre:+.2f}"
+            lines.append(f"| {variant} | " + " | ".join(landmark_cells(entry["seeds"], versus)) + " |")
+        for baseline in report.get("baselines", []):
+            if split in baseline["scores"]:
+                label = (f"{baseline['label']} ({baseline['num_training_cases']} training cases of "
+                         f"{', '.join(baseline['variants'])})")
+                lines.append(f"| {label} | " + " | ".join(landmark_cells([baseline["scores"][split]], "–")) + " |")
         lines.append("")
     for split in report["evaluation_sets"]:
         rows = report["paired"].get(split, [])
@@ -437,6 +538,12 @@ def plots(report: dict, runs: list[dict], results_dir: Path) -> None:
         if errors:
             data.append(errors)
             names.append(variant)
+    for baseline in report.get("baselines", []):
+        errors = [e for group in baseline["scores"].get(split, {}).get("landmarks", {}).get("errors", {}).values()
+                  for e in group]
+        if baseline["key"] == REFERENCE_BASELINE and errors:
+            data.append(errors)
+            names.append(f"mean shape ({baseline['dataset']})")
     if data:
         figure, axis = plt.subplots(figsize=(8, 4))
         axis.boxplot(data, showfliers=False)
@@ -598,6 +705,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "wall_time_s": seconds, "scores": scores, "curves": learning_curves(fold)})
             print(f"[score] {variant.name} seed {seed}: {_headline(scores['validation'])} ({seconds:.0f} s)", flush=True)
 
+    baselines = score_baselines(variants, ids, environment, val_cases, test_id, work)
+
     counts = {key: {kind: sum(1 for case in training[key] if case in train_groups and train_groups[case] == kind)
                     for kind in KINDS} for key in training}
     report = {
@@ -612,13 +721,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "num_val": len(val_cases), "val_cases": val_cases,
         "evaluation_sets": ["validation"] + (["test"] if test_id is not None else []),
         "wall_times": wall_times, "total_wall_time_s": time.perf_counter() - started,
-        "table": aggregate(runs),
+        "table": aggregate(runs), "baselines": baselines,
         "paired": {split: paired_differences(runs, split)
                    for split in ["validation"] + (["test"] if test_id is not None else [])},
         "runs": [{k: v for k, v in run.items() if k != "scores"} | {"scores": _without_errors(run["scores"])}
                  for run in runs],
         "published_references": PUBLISHED,
     }
+    report["warnings"] = baseline_warnings(report)
     (results_dir / "jsrt_study.json").write_text(json.dumps(_without_errors(report), indent=2))
     (results_dir / "jsrt_study.md").write_text(markdown(report))
     plots(report, runs, results_dir)

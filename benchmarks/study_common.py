@@ -33,6 +33,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from nnunet_babloss.demo import nnunet_command, nnunet_environment, training_environment  # noqa: E402
+from nnunet_babloss.landmarks.baseline import write_mean_shape_predictions  # noqa: E402
+from nnunet_babloss.landmarks.spec import LandmarkSpec  # noqa: E402
 from nnunet_babloss.losses import HEATMAP_LOSS_KINDS  # noqa: E402
 
 STUDY_CONFIGURATION = "2d_study"
@@ -241,6 +243,18 @@ def write_single_split(environment: Mapping[str, str], dataset_id: int, train: S
     (folder / "splits_final.json").write_text(json.dumps([{"train": sorted(train), "val": sorted(val)}], indent=2))
 
 
+def read_single_split(environment: Mapping[str, str], dataset_id: int) -> tuple[list[str], list[str]]:
+    """``(train, val)`` of fold 0 as nnU-Net trains on it: ``splits_final.json`` (see :func:`write_single_split`).
+
+    Read back rather than recomputed, so that a rerun on a finished work folder uses the split the models saw.
+    """
+    path = _preprocessed_folder(environment, dataset_id) / "splits_final.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: dataset {dataset_id} was not prepared by this study")
+    fold = json.loads(path.read_text())[0]
+    return list(fold["train"]), list(fold["val"])
+
+
 # ---------------------------------------------------------------------------------------------------- training
 def model_folder(environment: Mapping[str, str], dataset_id: int, trainer: str) -> Path:
     results = Path(environment["nnUNet_results"])
@@ -345,3 +359,46 @@ def format_mean_sd(values: Sequence[float | None], digits: int = 3) -> str:
     if mean is None:
         return "–"
     return f"{mean:.{digits}f}" if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+# ---------------------------------------------------------------------------------------------------- baselines
+#: The no-network baselines every landmark table reports (``nnunet_babloss.landmarks.baseline``):
+#: key -> (row label, similarity-aligned). The plain mean shape is the one a model must beat.
+MEAN_SHAPE_BASELINES = {
+    "mean_shape": ("mean training shape", False),
+    "mean_shape_aligned": ("mean training shape (similarity-aligned)", True),
+}
+REFERENCE_BASELINE = "mean_shape"
+
+
+def write_mean_shape_baselines(
+    raw_dataset: Path, training_cases: Sequence[str], cases: Sequence[str], output_folder: Path
+) -> tuple[dict[str, Path], list[str]]:
+    """Predict every :data:`MEAN_SHAPE_BASELINES` entry for ``cases`` from a raw dataset's training landmarks.
+
+    The training landmarks are ``raw_dataset/landmarksTr/<case>.json`` of those ``training_cases`` that have one (a
+    mask-only case has none). Returns ``({baseline key: prediction folder}, training cases used)``.
+
+    Raises:
+        ValueError: no training case has a landmark file.
+    """
+    landmark_folder = raw_dataset / "landmarksTr"
+    used = [case for case in training_cases if (landmark_folder / f"{case}.json").is_file()]
+    if not used:
+        raise ValueError(f"none of the {len(training_cases)} training cases has a landmark file in {landmark_folder}")
+    spec = LandmarkSpec.from_dataset_json(raw_dataset / "dataset.json")
+    folders = {}
+    for key, (_, aligned) in MEAN_SHAPE_BASELINES.items():
+        folders[key] = output_folder / key
+        write_mean_shape_predictions(landmark_folder, spec, cases, folders[key], training_cases=used, aligned=aligned)
+    return folders, used
+
+
+def baseline_warning(what: str, model_mre: float | None, baseline_mre: float | None, unit: str) -> str | None:
+    """A ``WARNING:`` line (also printed to stderr) when the model's MRE is worse than the mean training shape's."""
+    if model_mre is None or baseline_mre is None or not model_mre > baseline_mre:
+        return None
+    line = (f"WARNING: {what}: model MRE {model_mre:.2f} {unit} is worse than the mean training shape's "
+            f"{baseline_mre:.2f} {unit} (no image, no network): the model has learned nothing useful about the image.")
+    print(line, file=sys.stderr, flush=True)
+    return line

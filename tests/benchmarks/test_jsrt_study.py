@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -71,7 +72,7 @@ def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path, monkeypa
 def test_smoke_run_scores_validation_and_a_separate_test_folder(shared_data, tmp_path) -> None:
     """Two variants on one dataset (one planning), the 8-case fixture as the separate test folder."""
     results = tmp_path / "work" / "results"
-    subprocess.run(
+    completed = subprocess.run(
         [sys.executable, str(BENCHMARKS / "jsrt_study.py"), "--work-dir", str(tmp_path / "work"), "--smoke",
          "--variants", "mix_heatmap", "mix_babloss", "--data-root", str(shared_data),
          "--test-data", str(shared_data / "jsrt_fixture_256")],
@@ -87,4 +88,20 @@ def test_smoke_run_scores_validation_and_a_separate_test_folder(shared_data, tmp
             assert set(seed["segmentation"]) == set(jsrt_study.STRUCTURES)
     markdown = (results / "jsrt_study.md").read_text()
     assert "| mix_babloss |" in markdown and "## test" in markdown
+    # The mean training shape of the 6 landmark-annotated training cases of 'mix', beside both models, both splits.
+    (plain,) = [row for row in report["baselines"] if not row["aligned"]]
+    assert plain["variants"] == ["mix_heatmap", "mix_babloss"] and plain["num_training_cases"] == 6
+    assert len(report["baselines"]) == 2  # and its similarity-aligned variant
+    for row in report["baselines"]:
+        for split, cases in (("validation", 3), ("test", 8)):
+            landmarks = row["scores"][split]["landmarks"]["all"]
+            assert landmarks["n"] == 166 * cases and math.isfinite(landmarks["mre"]) and landmarks["mre"] > 0
+        assert f"| {row['label']} (6 training cases of mix_heatmap, mix_babloss) |" in markdown
+    # A loud warning exactly where a model is worse than its mean shape.
+    for variant in ("mix_heatmap", "mix_babloss"):
+        for split in ("validation", "test"):
+            worse = (report["table"][variant][split]["seeds"][0]["landmarks"]["all"]["mre"]
+                     > plain["scores"][split]["landmarks"]["all"]["mre"])
+            warned = any(line.startswith(f"WARNING: {variant} ({split})") for line in markdown.splitlines())
+            assert warned == worse and (f"WARNING: {variant} ({split})" in completed.stderr) == worse
     assert (results / "jsrt_study_learning_curves.png").stat().st_size > 0
