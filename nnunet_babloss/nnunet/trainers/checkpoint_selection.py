@@ -7,8 +7,10 @@ so a crafted ``.pth`` is refused instead of run.
 Selection (:class:`SelectionScoreCheckpointing`):
 nnU-Net saves ``checkpoint_best`` in ``on_epoch_end`` when its ``_best_ema`` is ``None`` or beaten by the EMA of the
 pseudo Dice. Trainers whose quality is not (only) a Dice — landmarks, boundary-map regression — log an
-``ema_selection_score`` per epoch instead; this mixin steers nnU-Net's decision with it and keeps the best score
-across ``--c`` restarts (nnU-Net stores ``_best_ema`` in the checkpoint).
+``ema_selection_score`` per epoch instead; this mixin steers nnU-Net's decision with it. The best score travels in
+every checkpoint (latest, best, final) in nnU-Net's own ``_best_ema`` slot, so ``--c`` resumes the selection where it
+stopped, whichever checkpoint nnU-Net resumes from. (Before, ``checkpoint_latest`` held ``None``/``inf`` and
+``checkpoint_best`` the pseudo-Dice EMA; such checkpoints are still resumed correctly, from the logged scores.)
 """
 
 from __future__ import annotations
@@ -62,15 +64,40 @@ class SelectionScoreCheckpointing(WeightsOnlyCheckpointLoading):
     def on_epoch_end(self) -> None:
         score = self.logger.local_logger.my_fantastic_logging["ema_selection_score"][-1]
         improved = not math.isnan(score) and (self._best_selection_score is None or score > self._best_selection_score)
+        if improved:
+            # Before nnU-Net writes this epoch's checkpoints, so that they carry the score (see save_checkpoint).
+            self._best_selection_score = score
         # nnU-Net saves checkpoint_best when its _best_ema is None or beaten; steer that decision with our score.
         self._best_ema = None if improved else math.inf
         super().on_epoch_end()
         if improved:
-            self._best_selection_score = score
             self.print_to_log_file(f"New best {self.selection_description}: {score:.4f}")
         self._best_ema = self._best_selection_score
 
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, with the best selection score in its ``_best_ema`` entry.
+
+        During ``on_epoch_end`` ``_best_ema`` holds the ``None``/``inf`` that steers nnU-Net (and nnU-Net then puts
+        its pseudo-Dice EMA there before writing ``checkpoint_best``); the file gets the score instead.
+        """
+        steering = self._best_ema
+        self._best_ema = self._best_selection_score
+        try:
+            super().save_checkpoint(filename)
+        finally:
+            self._best_ema = steering
+
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         super().load_checkpoint(filename_or_checkpoint)
-        best = self._best_ema
-        self._best_selection_score = best if best is not None and math.isfinite(best) else None
+        self._best_selection_score = self._resumed_best_score(self._best_ema)
+        self._best_ema = self._best_selection_score
+
+    def _resumed_best_score(self, stored: float | None) -> float | None:
+        """The best selection score of a loaded checkpoint: its ``_best_ema`` if that is one of the logged scores
+        (checkpoints written by :meth:`save_checkpoint`), else the best logged score (older checkpoints, whose
+        ``_best_ema`` held ``None``, ``inf`` or nnU-Net's pseudo Dice); ``None`` before any finite score."""
+        logged = [float(value) for value in self.logger.local_logger.my_fantastic_logging["ema_selection_score"]
+                  if value is not None and math.isfinite(value)]
+        if stored is not None and math.isfinite(stored) and float(stored) in logged:
+            return float(stored)
+        return max(logged) if logged else None
