@@ -3,8 +3,10 @@
 Landmarks stay in world mm at dataset level (``landmarksTr``) and are mapped to each case's preprocessed voxels on
 the fly from the case's properties (``sitk_stuff``, crop box, shapes) — see
 :mod:`nnunet_babloss.landmarks.geometry`. A patch of a landmark-only case is centred on one of its landmarks
-(nnU-Net would crop such a case blindly, since it has no class locations). Keypoints then go through the
-keypoint-aware augmentation of :mod:`nnunet_babloss.nnunet.keypoint_transforms`.
+(nnU-Net would crop such a case blindly, since it has no class locations), and stays inside the image where the
+image is larger than the patch. Along axes where the patch covers the whole image, every patch is centred on the
+image (``image_centred_patches``): a random shift would only move the anatomy inside an empty canvas. Keypoints then
+go through the keypoint-aware augmentation of :mod:`nnunet_babloss.nnunet.keypoint_transforms`.
 
 Each batch gains:
 
@@ -49,6 +51,8 @@ class LandmarkDataLoader(nnUNetDataLoader):
         ignore_label: the dataset's ignore label (``None`` if it has none).
         landmark_centred_probability: probability that a patch of a case *with landmarks* is centred on one of
             them even when the case also has a mask (landmark-only cases are always centred on a landmark).
+        image_centred_patches: along axes where this loader's patch covers the image, centre the patch on the image
+            (no landmark-centred crop, no random shift) whatever the case's annotations.
     """
 
     def __init__(
@@ -59,9 +63,11 @@ class LandmarkDataLoader(nnUNetDataLoader):
         transpose_forward: list[int],
         ignore_label: int | None,
         landmark_centred_probability: float = 0.33,
+        image_centred_patches: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.image_centred_patches = image_centred_patches
         self.landmarks_world = dict(landmarks_world)
         self.num_landmarks = num_landmarks
         self.transpose_forward = list(transpose_forward)
@@ -76,7 +82,8 @@ class LandmarkDataLoader(nnUNetDataLoader):
         return bool(np.any((labels != self.ignore_label) & (labels >= 0)))
 
     def _landmark_bbox(self, data_shape: tuple[int, ...], keypoints: np.ndarray) -> tuple[list[int], list[int]]:
-        """A patch box whose centre lies near a randomly chosen present landmark (jittered by a quarter patch)."""
+        """A patch box whose centre lies near a randomly chosen present landmark (jittered by a quarter patch), moved
+        inside the image where the image is larger than the patch."""
         present = np.flatnonzero(~np.isnan(keypoints).any(axis=1))
         chosen = keypoints[np.random.choice(present)]
         lower = []
@@ -84,7 +91,19 @@ class LandmarkDataLoader(nnUNetDataLoader):
             jitter = np.random.randint(-(size // 4), size // 4 + 1) if size > 1 else 0
             centre = int(round(chosen[axis])) + jitter
             centre = min(max(centre, 0), data_shape[axis] - 1)
-            lower.append(centre - size // 2)
+            low = centre - size // 2
+            if data_shape[axis] >= size:
+                low = min(max(low, 0), data_shape[axis] - size)
+            lower.append(low)
+        return lower, [low + size for low, size in zip(lower, self.patch_size)]
+
+    def _centre_covering_axes(self, data_shape: tuple[int, ...], lower: list[int]) -> tuple[list[int], list[int]]:
+        """The box with every axis that the patch covers centred on the image (when ``image_centred_patches``)."""
+        lower = list(lower)
+        if self.image_centred_patches:
+            for axis, size in enumerate(self.patch_size):
+                if size >= data_shape[axis]:
+                    lower[axis] = -((size - data_shape[axis]) // 2)
         return lower, [low + size for low, size in zip(lower, self.patch_size)]
 
     def generate_train_batch(self) -> dict:
@@ -107,6 +126,7 @@ class LandmarkDataLoader(nnUNetDataLoader):
                     lower, upper = self._landmark_bbox(shape, keypoints)
                 else:
                     lower, upper = self.get_bbox(shape, force_fg, properties["class_locations"])
+                lower, upper = self._centre_covering_axes(tuple(shape), lower)
                 bbox = [[low, high] for low, high in zip(lower, upper)]
                 data_cropped = torch.from_numpy(crop_and_pad_nd(data, bbox, 0)).float()
                 seg_cropped = torch.from_numpy(crop_and_pad_nd(seg, bbox, -1, cast_cropped_to=np.int16)).to(torch.int16)
@@ -153,4 +173,10 @@ class LandmarkDataLoader(nnUNetDataLoader):
         """Whether the case has a mask: any voxel that is neither the ignore label nor padding (cached per case)."""
         if key not in self._has_mask_cache:
             self._has_mask_cache[key] = self._annotated(np.asarray(seg[:1]))
+        return self._has_mask_cache[key]
+
+    def case_has_mask(self, key: str) -> bool:
+        """Whether case ``key`` has a mask (reads its segmentation once; the answer is cached for training)."""
+        if key not in self._has_mask_cache:
+            self._annotated_case(key, self._data.load_case(key)[1])
         return self._has_mask_cache[key]

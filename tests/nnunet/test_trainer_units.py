@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 
 import pytest
@@ -118,19 +119,47 @@ def test_heatmap_loss_kind_selects_the_loss_and_rejects_unknown_kinds(nnunet_pat
     assert values["mse"] > 0 and values["bce"] > 0 and values["mse"] != values["bce"]
     with pytest.raises(ValueError, match="heatmap_loss_kind"):
         _trainer(HeatmapTrainer, nnunet_paths, heatmap_loss_kind="l1")
+    trainer.heatmap_loss_kind = "l1"  # changed after __init__: still an error, never a silent fallback
+    with pytest.raises(ValueError, match="heatmap_loss_kind"):
+        trainer.compute_losses(output, target, keypoints, has_mask, has_landmarks)
 
 
+@pytest.mark.parametrize("only_lateral", [True, False])
 @pytest.mark.parametrize("drop_pairs", [False, True])
-def test_lateral_mirroring_is_off_exactly_when_sided_landmarks_have_no_pairs(nnunet_paths, drop_pairs) -> None:
-    """The demo's landmarks are paired: all axes mirror. Without the pairs the left-right axis (columns) must not flip,
-    for training and for the inference axes stored in the checkpoint."""
-    trainer = _trainer(HeatmapTrainer, nnunet_paths)
+def test_lateral_mirroring_is_off_exactly_when_sided_landmarks_have_no_pairs(nnunet_paths, drop_pairs, only_lateral) -> None:
+    """The demo's landmarks are paired. By default only the left-right axis (columns) flips, and only with pairs; with
+    ``mirror_only_lateral = False`` every axis mirrors except the left-right one without pairs. Training and the
+    inference axes stored in the checkpoint agree."""
+    trainer = _trainer(HeatmapTrainer, nnunet_paths, mirror_only_lateral=only_lateral)
     if drop_pairs:
         trainer.landmark_spec = dataclasses.replace(trainer.landmark_spec, mirror_pairs=())
     mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[3]
-    expected = (0,) if drop_pairs else (0, 1)
+    expected = {(False, True): (1,), (True, True): (), (False, False): (0, 1), (True, False): (0,)}[(drop_pairs, only_lateral)]
     assert tuple(mirror_axes) == expected
-    assert tuple(trainer.inference_allowed_mirroring_axes) == expected
+    assert tuple(trainer.inference_allowed_mirroring_axes or ()) == expected
+    if not expected:  # nnU-Net's predictors read None as "no mirroring" (and fail on an empty tuple)
+        assert trainer.inference_allowed_mirroring_axes is None
+
+
+def test_landmark_augmentation_is_bounded_and_overridable(nnunet_paths) -> None:
+    """Default rotation +-10 deg and scaling 0.9-1.1 reach the SpatialTransform; ``None`` restores nnU-Net's."""
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+
+    from nnunet_babloss.nnunet.trainers.heatmap_trainer import _walk_transforms
+
+    for rotation_deg, scaling, expected_rotation, expected_scaling in (
+        (10.0, (0.9, 1.1), math.radians(10), (0.9, 1.1)),
+        (None, None, math.pi, (0.7, 1.4)),
+    ):
+        trainer = _trainer(HeatmapTrainer, nnunet_paths, landmark_rotation_deg=rotation_deg, landmark_scaling=scaling)
+        rotation, dummy_2d, initial, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        assert rotation[1] == pytest.approx(expected_rotation)
+        transforms = trainer.get_training_transforms_with_landmark_scaling(
+            trainer.configuration_manager.patch_size, rotation, None, mirror_axes, dummy_2d,
+        )
+        spatial = [t for t in _walk_transforms(transforms) if isinstance(t, SpatialTransform)]
+        assert len(spatial) == 1 and tuple(spatial[0].scaling) == pytest.approx(expected_scaling)
+        assert tuple(spatial[0].rotation) == pytest.approx((-expected_rotation, expected_rotation))
 
 
 def test_stock_trainer_without_lateral_mirroring_keeps_the_other_axes(nnunet_paths) -> None:

@@ -22,8 +22,11 @@ import numpy as np
 import torch
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 from nnunetv2.paths import nnUNet_raw
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
@@ -79,13 +82,35 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
 
     heatmap_loss_weight: float = 1.0
     heatmap_foreground_weight: float = 1.0
-    #: "mse" (the paper: squared error of sigmoid heatmaps) or "bce" (cross-entropy of the logits against the
-    #: Gaussian targets, see losses.masked_heatmap_bce), both normalised by one Gaussian's mass.
-    heatmap_loss_kind: str = "mse"
+    #: "bce" (cross-entropy of the logits against the Gaussian targets, see losses.masked_heatmap_bce) or "mse" (the
+    #: paper: squared error of sigmoid heatmaps), both normalised by one Gaussian's mass. Default "bce": with "mse"
+    #: the sigmoid's slope (~0.01 while the head predicts background) damps the gradient at the peaks, and the
+    #: Hamedan 400-iteration run stayed at chance (README, "Choosing the landmark defaults").
+    heatmap_loss_kind: str = "bce"
+    #: Lower bound of the heatmap Gaussian's sigma, in voxels of the network output (the training patch spacing);
+    #: the dataset's ``sigma_mm`` is used when it is wider. A 2-voxel Gaussian is too narrow for the head to find
+    #: on a short schedule (JSRT at 2.8 mm/px: 98.5 mm vs 10.3 mm at 5 voxels, design/landmarks.md); the sweep that
+    #: chose 5 is in the README. ``0`` uses the dataset's ``sigma_mm`` as it is.
+    heatmap_min_sigma_vox: float = 5.0
+    #: Probability that a patch of a case with a mask *and* landmarks is centred on a landmark (landmark-only cases
+    #: always are) — along patch axes that do not cover the image; see ``image_centred_patches``.
     landmark_centred_probability: float = 0.33
+    #: Along every axis where the patch covers the whole (preprocessed) image, take it centred on the image: no
+    #: landmark-centred crop and no random shift, which would only move the anatomy inside an empty canvas and
+    #: destroy position, the strongest landmark cue (JSRT: 66.95 mm with, 7.65 mm without, design/landmarks.md).
+    image_centred_patches: bool = True
+    #: Rotation range of the augmentation, degrees (``None``: nnU-Net's, up to +-180 for square 2D patches, which is
+    #: wrong for upright radiographs and, with an up-down flip, amounts to a left-right flip).
+    landmark_rotation_deg: float | None = 10.0
+    #: Scaling range of the augmentation (``None``: nnU-Net's 0.7-1.4, +-40 % anatomy size at a fixed Gaussian width).
+    landmark_scaling: tuple[float, float] | None = (0.9, 1.1)
+    #: Flip only along the patient's left-right axis, and only when mirror pairs say how landmarks swap (``False``:
+    #: nnU-Net's axes, minus the lateral one without pairs). Up-down or front-back flips show anatomy no test image
+    #: has. Test-time mirroring uses the same axes.
+    mirror_only_lateral: bool = True
     sdr_thresholds_mm: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0)
     selection_sdr_threshold_mm: float = 4.0
-    selection_description = "selection score (EMA of pseudo Dice and SDR@4 mm)"
+    selection_description = "selection score (EMA of the mean of pseudo Dice and SDR@4 mm, of the trained tasks)"
     #: Heatmap peak below which the final validation writes a landmark as absent (``nnUNetv2_bab_predict``'s
     #: ``--landmark_threshold``); 0 always reports the argmax, e.g. for benchmarks that score every landmark.
     validation_landmark_threshold: float = 0.3
@@ -111,7 +136,14 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
         self.logger.local_logger = LandmarkLocalLogger(sdr_thresholds_mm=self.sdr_thresholds_mm)
         spacing = list(self.configuration_manager.spacing)
         self.patch_spacing_mm = tuple(float(value) for value in spacing)
-        self.sigma_vox = sigma_mm_to_vox(self.landmark_spec.sigma_mm, self.patch_spacing_mm)
+        self.sigma_vox = tuple(
+            max(value, float(self.heatmap_min_sigma_vox))
+            for value in sigma_mm_to_vox(self.landmark_spec.sigma_mm, self.patch_spacing_mm)
+        )
+        # Which tasks the training cases teach (set when the data loaders are built): checkpoint selection and the
+        # logs only use those.
+        self.trains_segmentation = bool(self.label_manager.foreground_labels)
+        self.trains_landmarks = self.landmark_spec.num_landmarks > 0
 
     # ------------------------------------------------------------------ network
     @staticmethod
@@ -168,6 +200,40 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
                 landmarks[case] = read_landmarks(path, self.landmark_spec).points_mm
         return landmarks
 
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):  # noqa: N802 (nnU-Net's name)
+        """nnU-Net's choice, then landmark-suited bounds: rotation ``landmark_rotation_deg`` and flips only along the
+        lateral axis when mirror pairs exist (``mirror_only_lateral``); the loader's initial patch follows."""
+        rotation, dummy_2d, initial_patch_size, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        patch_size = self.configuration_manager.patch_size
+        if self.landmark_rotation_deg is not None:
+            angle = math.radians(float(self.landmark_rotation_deg))
+            rotation = (-angle, angle)
+            dimension = len(patch_size)
+            # nnU-Net's own rule for the initial patch (its fixed 0.85-1.25 scale margin), at the new rotation.
+            initial_patch_size = get_patch_size(patch_size[-dimension:], rotation, rotation, rotation, (0.85, 1.25))
+            if dummy_2d:
+                initial_patch_size[0] = patch_size[0]
+        if self.mirror_only_lateral:
+            mirror_axes = tuple(axis for axis in mirror_axes if axis in self._lateral_patch_axes())
+        # ``None``, not ``()``, when nothing flips: nnU-Net's predictors take ``None`` as "no mirroring" but call
+        # ``max()`` on an empty tuple.
+        self.inference_allowed_mirroring_axes = mirror_axes or None
+        self.print_to_log_file(
+            f"landmark augmentation: rotation +-{math.degrees(rotation[1]):.0f} deg, scaling "
+            f"{self.landmark_scaling or 'nnU-Net default'}, mirror axes for training and inference {mirror_axes}, "
+            f"image-centred patches where the patch covers the image: {self.image_centred_patches}"
+        )
+        return rotation, dummy_2d, initial_patch_size, mirror_axes
+
+    def get_training_transforms_with_landmark_scaling(self, *args, **kwargs) -> BasicTransform:
+        """nnU-Net's training transforms with the scaling range set to ``landmark_scaling`` (when not ``None``)."""
+        transforms = self.get_training_transforms(*args, **kwargs)
+        if self.landmark_scaling is not None:
+            for transform in _walk_transforms(transforms):
+                if isinstance(transform, SpatialTransform):
+                    transform.scaling = tuple(float(value) for value in self.landmark_scaling)
+        return transforms
+
     def _lateral_patch_axes(self) -> tuple[int, ...]:
         """Patch axes along which a flip exchanges left and right (empty without mirror pairs)."""
         if not self.landmark_spec.mirror_pairs:
@@ -191,7 +257,7 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
             ignore_label=self.label_manager.ignore_label,
         )
         train_transforms = make_keypoint_aware(
-            self.get_training_transforms(
+            self.get_training_transforms_with_landmark_scaling(
                 patch_size, rotation, deep_supervision_scales, mirror_axes, dummy_2d,
                 use_mask_for_norm=self.configuration_manager.use_mask_for_norm, **common,
             ),
@@ -202,10 +268,12 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
         landmarks = self.load_world_landmarks(list(dataset_tr.identifiers) + list(dataset_val.identifiers))
         self.print_to_log_file(
             f"landmarks: {len(landmarks)} of {len(dataset_tr.identifiers) + len(dataset_val.identifiers)} cases have a "
-            f"landmark file; sigma {self.landmark_spec.sigma_mm} mm = {tuple(round(s, 3) for s in self.sigma_vox)} voxels; "
-            f"lateral patch axes for mirror pairs: {lateral_axes}"
+            f"landmark file; heatmap sigma {tuple(round(s, 3) for s in self.sigma_vox)} voxels (dataset "
+            f"{self.landmark_spec.sigma_mm} mm, at least {self.heatmap_min_sigma_vox} voxels); heatmap loss "
+            f"{self.heatmap_loss_kind}; lateral patch axes for mirror pairs: {lateral_axes}"
         )
         loader_options = dict(
+            image_centred_patches=self.image_centred_patches,
             landmarks_world=landmarks,
             num_landmarks=self.landmark_spec.num_landmarks,
             transpose_forward=list(self.plans_manager.transpose_forward),
@@ -222,6 +290,7 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
             dataset_val, self.batch_size, patch_size, patch_size, self.label_manager,
             transforms=val_transforms, **loader_options,
         )
+        self._record_trained_tasks(loader_train, landmarks)
         processes = get_allowed_n_proc_DA()
         if processes == 0:
             train, val = SingleThreadedAugmenter(loader_train, None), SingleThreadedAugmenter(loader_val, None)
@@ -232,6 +301,19 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
         _ = next(train)
         _ = next(val)
         return train, val
+
+    def _record_trained_tasks(self, loader: LandmarkDataLoader, landmarks: dict[str, np.ndarray]) -> None:
+        """Which heads the training cases teach: segmentation if some training case has a mask, landmarks if some
+        has a landmark file. Checkpoint selection and the logs use only those tasks."""
+        identifiers = list(loader.indices)
+        self.trains_landmarks = self.landmark_spec.num_landmarks > 0 and any(case in landmarks for case in identifiers)
+        self.trains_segmentation = bool(self.label_manager.foreground_labels) and any(
+            loader.case_has_mask(case) for case in identifiers
+        )
+        self.print_to_log_file(
+            f"trained tasks: segmentation {self.trains_segmentation}, landmarks {self.trains_landmarks} "
+            "(checkpoint selection and logged losses use only these)"
+        )
 
     # ------------------------------------------------------------------ losses
     def _batch_to_device(self, batch: dict) -> tuple[Tensor, list[Tensor] | Tensor, Tensor, Tensor, Tensor]:
@@ -257,7 +339,12 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
         self, output: SegmentationHeatmapOutput, target, keypoints: Tensor, has_mask: Tensor, has_landmarks: Tensor
     ) -> dict[str, Tensor]:
         """Segmentation, heatmap and (in subclasses) bridge losses of one batch; ``total`` is what is optimised."""
-        segmentation_loss = self.loss(output.segmentation, target)
+        if self.label_manager.foreground_labels:
+            segmentation_loss = self.loss(output.segmentation, target)
+        else:
+            # No foreground label (a landmark-only dataset): nnU-Net's Dice would average an empty channel slice
+            # (NaN); there is nothing to segment, so the term is zero, with the head kept in the graph.
+            segmentation_loss = _zero_like_graph(output.segmentation)
         patch_shape = tuple(output.heatmap_logits.shape[2:])
         reference = render_gaussian_heatmaps(keypoints, patch_shape, self.sigma_vox)
         logits = output.heatmap_logits.float()
@@ -266,8 +353,10 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
         normalizer = gaussian_mass_vox(self.sigma_vox)
         if self.heatmap_loss_kind == "bce":
             heatmap_loss = masked_heatmap_bce(logits, reference, valid, self.heatmap_foreground_weight, normalizer)
-        else:
+        elif self.heatmap_loss_kind == "mse":
             heatmap_loss = masked_heatmap_mse(heatmaps, reference, valid, self.heatmap_foreground_weight, normalizer)
+        else:  # also checked in __init__; an attribute changed later must not fall back silently
+            raise ValueError(f"heatmap_loss_kind must be one of {HEATMAP_LOSS_KINDS}, got {self.heatmap_loss_kind!r}")
         bab_loss = self.compute_bridge_loss(output, heatmaps, reference, target, keypoints, has_mask, valid)
         total = segmentation_loss + self.heatmap_loss_weight * heatmap_loss + bab_loss
         return {"total": total, "heatmap": heatmap_loss, "bab": bab_loss}
@@ -389,10 +478,16 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
             emas[-1] = previous * self.selection_ema_momentum + (1 - self.selection_ema_momentum) * dice
 
     def _log_selection_score(self, sdr: list[float]) -> None:
-        """EMA of the mean of the available parts: pseudo Dice and SDR at ``selection_sdr_threshold_mm``."""
+        """EMA of the mean of the available parts of the *trained* tasks: pseudo Dice (if some training case has a
+        mask) and SDR at ``selection_sdr_threshold_mm`` (if some has landmarks). An untrained head's score is noise."""
         log = self.logger.local_logger.my_fantastic_logging
         sdr_at = sdr[list(self.sdr_thresholds_mm).index(self.selection_sdr_threshold_mm)] if sdr else math.nan
-        parts = [value for value in (log["mean_fg_dice"][-1], sdr_at) if not math.isnan(value)]
+        candidates = []
+        if self.trains_segmentation:
+            candidates.append(log["mean_fg_dice"][-1])
+        if self.trains_landmarks:
+            candidates.append(sdr_at)
+        parts = [value for value in candidates if not math.isnan(value)]
         self.log_selection_score(float(np.mean(parts)) if parts else math.nan)
 
     def on_epoch_end(self) -> None:
@@ -490,3 +585,20 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
         if summary["mre_mm"] is not None:
             self.logger.log_summary("final_val/landmark_mre_mm", summary["mre_mm"])
         return summary
+
+
+def _zero_like_graph(output: Tensor | list[Tensor]) -> Tensor:
+    """A zero loss that keeps ``output`` (a tensor or deep-supervision list) in the autograd graph."""
+    tensors = output if isinstance(output, (list, tuple)) else [output]
+    return sum(tensor.float().sum() for tensor in tensors) * 0.0
+
+
+def _walk_transforms(transform: BasicTransform):
+    """``transform`` and every transform nested in it (batchgeneratorsv2 containers hold a ``transforms`` or
+    ``list_of_transforms`` list, or one ``transform``)."""
+    yield transform
+    for child in (getattr(transform, "transforms", None) or []) + (getattr(transform, "list_of_transforms", None) or []):
+        yield from _walk_transforms(child)
+    inner = getattr(transform, "transform", None)
+    if isinstance(inner, BasicTransform):
+        yield from _walk_transforms(inner)
