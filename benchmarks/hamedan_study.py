@@ -58,7 +58,10 @@ from study_common import (  # noqa: E402 (adds the repository to sys.path)
     write_mean_shape_baselines,
     write_single_split,
     write_study_trainers,
-    HEATMAP_LOSSES,
+    add_heatmap_options,
+    effective_heatmap_settings,
+    heatmap_attributes,
+    heatmap_settings_text,
 )
 
 from build_datasets import HAMEDAN_SPACING_NOTE, default_data_root  # noqa: E402
@@ -175,7 +178,7 @@ def markdown(report: dict) -> str:
         "# Hamedan cephalometric landmarks (landmark-only)", "",
         f"Command: `{report['command']}`", "",
         f"Machine: {report['machine']['cpu']} ({report['machine']['cpu_cores_visible']} cores visible), device "
-        f"`{report['device']}`. `HeatmapTrainer` (heatmap loss {report.get('heatmap_loss', 'mse')}), 2D at {report['spacing_mm']} mm/px nominal (= "
+        f"`{report['device']}`. `HeatmapTrainer` ({heatmap_settings_text(report)}), 2D at {report['spacing_mm']} mm/px nominal (= "
         f"{report['spacing_mm'] / report['nominal_spacing_mm']:g} original pixels), patch "
         f"{report['configuration']['patch_size']}, batch {report['configuration']['batch_size']}; {s['epochs']} epochs "
         f"x {s['iterations_per_epoch']} iterations (a reduced CPU schedule). {report['num_train']} training / "
@@ -258,9 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patch", type=int, nargs=2, default=[224, 192], metavar=("ROWS", "COLS"),
                         help="patch in pixels at --spacing (default: 224 192, the whole image at 0.8 mm)")
     parser.add_argument("--batch-size", type=int, default=4, help="batch size (default: 4)")
-    parser.add_argument("--heatmap-loss", default="mse", choices=HEATMAP_LOSSES,
-                        help="heatmap loss: mse (the paper's, on sigmoid outputs) or bce (cross-entropy of the logits) "
-                             "(default: mse)")
+    add_heatmap_options(parser)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default: 0)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs (default: 20)")
     parser.add_argument("--iterations", type=int, default=25, help="training iterations per epoch (default: 25)")
@@ -297,7 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results_dir.mkdir(parents=True, exist_ok=True)
     logs = work / "logs"
     schedule = Schedule(args.epochs, args.iterations, args.val_iterations)
-    trainer_folder = write_study_trainers(work / "study_trainers", schedule, args.seeds, ["HeatmapTrainer"], args.heatmap_loss)
+    attributes = heatmap_attributes(args)
+    effective = effective_heatmap_settings(attributes)
+    trainer_folder = write_study_trainers(work / "study_trainers", schedule, args.seeds, ["HeatmapTrainer"], attributes)
     environment = study_environment(work, trainer_folder, args.device, args.code_snapshot)
     raw = Path(environment["nnUNet_raw"])
     raw.mkdir(parents=True, exist_ok=True)
@@ -329,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in args.seeds:
         trainer = trainer_class_name("HeatmapTrainer", seed)
         print(f"[train] seed {seed}: nnUNetv2_train {args.dataset_id} {STUDY_CONFIGURATION} 0 -tr {trainer}", flush=True)
-        settings = {"schedule": [args.epochs, args.iterations, args.val_iterations], "heatmap_loss": args.heatmap_loss}
+        settings = {"schedule": [args.epochs, args.iterations, args.val_iterations], "heatmap": attributes}
         wall_times.append(train(args.dataset_id, trainer, environment, args.device, logs, settings))
         fold = model_folder(environment, args.dataset_id, trainer)
         curves.append(learning_curves(fold))
@@ -352,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "command": "python benchmarks/hamedan_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine_description(), "device": args.device, "spacing_mm": args.spacing,
-        "nominal_spacing_mm": args.nominal_spacing, "heatmap_loss": args.heatmap_loss, "configuration": configuration,
+        "nominal_spacing_mm": args.nominal_spacing, "heatmap_loss": effective["heatmap_loss_kind"], "heatmap_settings": effective, "configuration": configuration,
         "schedule": {"epochs": args.epochs, "iterations_per_epoch": args.iterations,
                      "val_iterations_per_epoch": args.val_iterations},
         "seeds": args.seeds, "split_seed": args.split_seed, "num_train": len(train_cases), "num_val": len(val_cases),
@@ -361,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "learning_curves": curves,
     }
     report["warnings"] = baseline_warnings(report)
-    stem = f"hamedan_study_{args.heatmap_loss}"  # one table per heatmap loss, side by side
+    stem = f"hamedan_study_{effective['heatmap_loss_kind']}"  # one table per heatmap loss, side by side
     (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2))
     (results_dir / f"{stem}.md").write_text(markdown(report))
     print(f"[done] {results_dir / f'{stem}.md'}")

@@ -88,7 +88,10 @@ from study_common import (  # noqa: E402 (adds the repository to sys.path)
     write_single_split,
     write_study_trainers,
     HEATMAP_LOSS_BASES,
-    HEATMAP_LOSSES,
+    add_heatmap_options,
+    effective_heatmap_settings,
+    heatmap_attributes,
+    heatmap_settings_text,
 )
 
 from build_datasets import JSRT_BITS, JSRT_BRIDGE, JSRT_SPACING_NOTE, default_data_root  # noqa: E402
@@ -425,7 +428,7 @@ def markdown(report: dict) -> str:
         f"`{report['device']}`, torch {report['machine']['torch']}. Configuration `{STUDY_CONFIGURATION}`: 2D at "
         f"{report['spacing_mm']} mm/px, patch {report['configuration']['patch_size']}, batch "
         f"{report['configuration']['batch_size']}, {report['configuration']['architecture']['arch_kwargs']['n_stages']}"
-        f" stages; heatmap sigma {report['sigma_mm']:g} mm, heatmap loss {report.get('heatmap_loss', 'mse')}, BaBLoss range {report['boundary_range_mm']:g} mm. Schedule: {schedule['epochs']} epochs x {schedule['iterations_per_epoch']} iterations = "
+        f" stages; dataset heatmap sigma {report['sigma_mm']:g} mm; heatmap trainers: {heatmap_settings_text(report)}; BaBLoss range {report['boundary_range_mm']:g} mm. Schedule: {schedule['epochs']} epochs x {schedule['iterations_per_epoch']} iterations = "
         f"{schedule['epochs'] * schedule['iterations_per_epoch']} iterations per training (nnU-Net's default is 250 000)"
         f" — a reduced CPU schedule, far from converged. Seeds: {report['seeds']} (mean ± SD over seeds). Training "
         f"cases: {report['train_counts']}; validation cases: {report['num_val']} (both annotations, never trained on, "
@@ -581,9 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4, help="batch size (default: 4)")
     parser.add_argument("--sigma-mm", type=float, default=None,
                         help="heatmap Gaussian sigma in mm (default: 2 pixels at --spacing)")
-    parser.add_argument("--heatmap-loss", default="mse", choices=HEATMAP_LOSSES,
-                        help="heatmap loss of the heatmap trainers: mse (the paper's, on sigmoid outputs) or bce "
-                             "(cross-entropy of the logits, not damped by the sigmoid's slope) (default: mse)")
+    add_heatmap_options(parser)
     parser.add_argument("--boundary-range-mm", type=float, default=None,
                         help="BaBLoss boundary range n in mm (default: 3 pixels at --spacing)")
     parser.add_argument("--val-fraction", type=float, default=0.2,
@@ -622,8 +623,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs = work / "logs"
     variants = [variant for variant in VARIANTS if variant.name in args.variants]
     schedule = Schedule(args.epochs, args.iterations, args.val_iterations)
+    attributes = heatmap_attributes(args)
     trainer_folder = write_study_trainers(work / "study_trainers", schedule, args.seeds, [v.trainer for v in variants],
-                                          args.heatmap_loss)
+                                          attributes)
     environment = study_environment(work, trainer_folder, args.device, args.code_snapshot)
     raw = Path(environment["nnUNet_raw"])
     raw.mkdir(parents=True, exist_ok=True)
@@ -679,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{trainer} -device {args.device}", flush=True)
             settings = {"schedule": [args.epochs, args.iterations, args.val_iterations]}
             if variant.trainer in HEATMAP_LOSS_BASES:
-                settings["heatmap_loss"] = args.heatmap_loss
+                settings["heatmap"] = attributes
             seconds = train(dataset_id, trainer, environment, args.device, logs, settings)
             wall_times.setdefault(variant.name, []).append(seconds)
             fold = model_folder(environment, dataset_id, trainer)
@@ -712,7 +714,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "command": "python benchmarks/jsrt_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine_description(), "device": args.device, "spacing_mm": args.spacing,
-        "sigma_mm": sigma_mm, "boundary_range_mm": boundary_mm, "heatmap_loss": args.heatmap_loss,
+        "sigma_mm": sigma_mm, "boundary_range_mm": boundary_mm, "heatmap_loss": effective_heatmap_settings(attributes)["heatmap_loss_kind"],
+        "heatmap_settings": effective_heatmap_settings(attributes),
         "configuration": configuration, "schedule": {"epochs": args.epochs, "iterations_per_epoch": args.iterations,
                                                       "val_iterations_per_epoch": args.val_iterations},
         "seeds": args.seeds, "variants": [variant.name for variant in variants],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import subprocess
@@ -42,16 +43,26 @@ def test_landmark_groups_come_from_the_name_prefix() -> None:
     assert [study_common.landmark_group(n) for n in ("RL_03", "LCLA_22", "nasion", "l_1x")] == ["RL", "LCLA", "nasion", "l_1x"]
 
 
-def test_generated_trainers_carry_schedule_seed_and_heatmap_loss(tmp_path) -> None:
+def test_generated_trainers_carry_schedule_seed_and_heatmap_settings(tmp_path) -> None:
     schedule = study_common.Schedule(3, 5, 1)
-    folder = study_common.write_study_trainers(tmp_path, schedule, [0, 2], ["nnUNetTrainer", "BaBLossTrainer"], "bce")
+    args = argparse.Namespace(heatmap_loss="mse", sigma_vox=3.0, augmentation="nnunet")
+    attributes = study_common.heatmap_attributes(args)
+    folder = study_common.write_study_trainers(tmp_path, schedule, [0, 2], ["nnUNetTrainer", "BaBLossTrainer"], attributes)
     namespace: dict = {}
     exec(compile((folder / "study_trainers.py").read_text(), "study_trainers.py", "exec"), namespace)
     babloss = namespace["BaBLossTrainer_Study_s2"]
-    assert babloss.heatmap_loss_kind == "bce" and babloss.schedule_seed == 2 and babloss.schedule_num_epochs == 3
+    assert babloss.heatmap_loss_kind == "mse" and babloss.schedule_seed == 2 and babloss.schedule_num_epochs == 3
+    assert babloss.heatmap_min_sigma_vox == 3.0 and babloss.landmark_rotation_deg is None
+    assert babloss.landmark_scaling is None and not babloss.image_centred_patches and not babloss.mirror_only_lateral
     assert "heatmap_loss_kind" not in vars(namespace["nnUNetTrainer_Study_s0"])
+    # Without options the generated classes keep the trainer's defaults, and the report says what they are.
+    defaults = argparse.Namespace(heatmap_loss=None, sigma_vox=None, augmentation="landmark")
+    assert study_common.heatmap_attributes(defaults) == {}
+    effective = study_common.effective_heatmap_settings({})
+    assert effective["heatmap_loss_kind"] == "bce" and effective["heatmap_min_sigma_vox"] == 5.0
+    assert effective["landmark_rotation_deg"] == 10.0 and effective["landmark_scaling"] == [0.9, 1.1]
     with pytest.raises(ValueError, match="heatmap_loss"):
-        study_common.write_study_trainers(tmp_path, schedule, [0], ["HeatmapTrainer"], "l2")
+        study_common.write_study_trainers(tmp_path, schedule, [0], ["HeatmapTrainer"], {"heatmap_loss_kind": "l2"})
 
 
 def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path, monkeypatch) -> None:
