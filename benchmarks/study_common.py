@@ -351,9 +351,9 @@ def train(
 
 def learning_curves(folder: Path) -> dict[str, list[float | None]]:
     """Per-epoch validation pseudo Dice and landmark MRE (online validation on the held-out cases)."""
-    import torch
+    from nnunet_babloss.nnunet.checkpoint_loading import load_checkpoint_weights_only
 
-    checkpoint = torch.load(folder / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint_weights_only(folder / "checkpoint_final.pth")
     log = checkpoint.get("logging", {})
 
     def clean(values):

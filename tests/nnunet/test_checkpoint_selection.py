@@ -177,3 +177,29 @@ def test_nnunetv2_train_resumed_with_c_keeps_selecting_on_the_score(demo_run, tm
     assert best["current_epoch"] - 1 == 4 and best["_best_ema"] == pytest.approx(0.95)
     resumed_logs = "".join(path.read_text() for path in set(fold.glob("training_log_*.txt")) - logs_before)
     assert re.findall(r"New best selection score.*?: (\d\.\d+)", resumed_logs) == ["0.9500"]
+
+
+class _RecordingBase(nnUNetTrainer):
+    """nnU-Net's trainer whose log goes to a list (below the mixin in the MRO, like nnU-Net's own method)."""
+
+    def print_to_log_file(self, *args, **kwargs) -> None:
+        self.messages.append(" ".join(str(arg) for arg in args))
+
+
+class _RecordingTrainer(SelectionScoreCheckpointing, _RecordingBase):
+    __init__ = _ScriptedTrainer.__init__
+
+
+def test_log_names_the_selection_score_not_a_nan_pseudo_dice(tmp_path: Path) -> None:
+    """A run without masks: nnU-Net's pseudo Dice is NaN; its "New best EMA pseudo Dice: nan" line must not appear,
+    ours (with the score that chose the checkpoint) must."""
+    trainer = _RecordingTrainer(tmp_path)
+    trainer.messages = []
+    for key, value in (("epoch_start_timestamps", 0.0), ("train_losses", 0.0), ("val_losses", 0.0), ("lrs", 0.01),
+                       ("dice_per_class_or_region", []), ("mean_fg_dice", math.nan), ("ema_selection_score", 0.4)):
+        trainer.logger.log(key, value, 0)
+    trainer.on_epoch_end()
+    assert (tmp_path / "checkpoint_best.pth").is_file()
+    assert not [message for message in trainer.messages if "pseudo Dice" in message], trainer.messages
+    assert any(message.startswith("New best selection score: 0.4000") for message in trainer.messages)
+    assert not [message for message in trainer.messages if "nan" in message], trainer.messages

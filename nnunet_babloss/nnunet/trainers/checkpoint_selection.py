@@ -69,10 +69,25 @@ class SelectionScoreCheckpointing(WeightsOnlyCheckpointLoading):
             self._best_selection_score = score
         # nnU-Net saves checkpoint_best when its _best_ema is None or beaten; steer that decision with our score.
         self._best_ema = None if improved else math.inf
-        super().on_epoch_end()
+        self._steering_best_checkpoint = True
+        try:
+            super().on_epoch_end()
+        finally:
+            self._steering_best_checkpoint = False
         if improved:
             self.print_to_log_file(f"New best {self.selection_description}: {score:.4f}")
         self._best_ema = self._best_selection_score
+
+    _steering_best_checkpoint: bool = False
+    #: nnU-Net's announcement of a new best checkpoint; it names its pseudo-Dice EMA, which did not choose it.
+    _NNUNET_BEST_MESSAGE = "Yayy! New best EMA pseudo Dice"
+
+    def print_to_log_file(self, *args, **kwargs) -> None:
+        """nnU-Net's log, without its "New best EMA pseudo Dice" line while this mixin chooses the checkpoint (that
+        line would report the pseudo-Dice EMA — ``nan`` without masks — as the reason; ours follows it)."""
+        if self._steering_best_checkpoint and args and str(args[0]).startswith(self._NNUNET_BEST_MESSAGE):
+            return
+        super().print_to_log_file(*args, **kwargs)
 
     def save_checkpoint(self, filename: str) -> None:
         """nnU-Net's checkpoint, with the best selection score in its ``_best_ema`` entry.

@@ -43,12 +43,13 @@ from torch import nn
 from nnunet_babloss.gaze_levels import GazeLevelSpec
 from nnunet_babloss.gaze_losses import GazeSupLoss
 from nnunet_babloss.gaze_network import GazeLevelNetwork
+from nnunet_babloss.nnunet.trainers.checkpoint_selection import WeightsOnlyCheckpointLoading
 from nnunet_babloss.nnunet.trainers.schedules import ScheduleSettings
 
 __all__ = ["GazeSupTrainer"]
 
 
-class GazeSupTrainer(ScheduleSettings, nnUNetTrainer):
+class GazeSupTrainer(WeightsOnlyCheckpointLoading, ScheduleSettings, nnUNetTrainer):
     """nnU-Net trainer for nested gaze-level pseudo masks: BCE per level + cross-level consistency.
 
     Attributes:

@@ -18,6 +18,7 @@ import numpy as np
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_babloss.landmarks.geometry import ImageGeometry
+from nnunet_babloss.nnunet.trainers.checkpoint_selection import WeightsOnlyCheckpointLoading
 
 __all__ = ["LateralMirroringGuard", "lateral_array_axis", "lateral_patch_axis", "nnUNetTrainerNoLateralMirroring"]
 
@@ -80,5 +81,5 @@ class LateralMirroringGuard:
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
 
-class nnUNetTrainerNoLateralMirroring(LateralMirroringGuard, nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
+class nnUNetTrainerNoLateralMirroring(WeightsOnlyCheckpointLoading, LateralMirroringGuard, nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
     """Stock nnU-Net without left-right flips (the other axes still mirror): for sided labels such as right/left lung."""
