@@ -198,7 +198,8 @@ def heatmap_boundary_similarity(
         similarity: one of :class:`Similarity`.
 
     Returns:
-        ``(B, K)`` similarities in [0, 1]; 0 for landmarks without a bridge.
+        ``(B, K)`` similarities in [0, 1]; 0 for landmarks without a bridge. Computed in (at least) float32, also for
+        float16 inputs.
 
     Raises:
         ValueError: on an unknown similarity, mismatched shapes or a group index out of range.
@@ -211,6 +212,10 @@ def heatmap_boundary_similarity(
         raise ValueError(f"{len(groups)} group indices for {heatmaps.shape[1]} heatmaps")
     if any(group >= group_maps.shape[1] or group < -1 for group in groups):
         raise ValueError(f"group index out of range 0..{group_maps.shape[1] - 1}: {groups}")
+    # Sums over a whole patch overflow float16 (65504) and the epsilon underflows it: work in at least float32,
+    # whatever autocast handed us.
+    work_dtype = torch.promote_types(torch.promote_types(heatmaps.dtype, group_maps.dtype), torch.float32)
+    heatmaps, group_maps = heatmaps.to(work_dtype), group_maps.to(work_dtype)
     result = heatmaps.new_zeros(heatmaps.shape[:2])
     for group in sorted(set(groups) - {-1}):
         members = [index for index, value in enumerate(groups) if value == group]

@@ -200,3 +200,16 @@ def test_unannotated_samples_are_ignored_at_every_level_including_padding() -> N
     assert torch.equal(result[0][0], full[0]) and torch.equal(result[1][0], half[0])  # annotated: unchanged
     assert (result[0][1] == 3).all() and (result[1][1] == 3).all()  # mask-less: ignored everywhere
     assert full[1].sum() == 0  # inputs untouched
+
+
+@pytest.mark.parametrize("similarity", ["expected_proximity", "cosine", "released"])
+def test_similarity_is_safe_in_float16_outside_the_trainers(similarity: str) -> None:
+    """Called on float16 tensors (e.g. under autocast) the patch sums exceed float16's 65504 and the epsilon
+    underflows; the function itself must compute in float32 and agree with the float32 result (issue 16 item 7)."""
+    heatmaps = torch.full((1, 2, 300, 300), 0.9)  # sum 81000 > 65504
+    heatmaps[:, 1] = 0.0  # an empty heatmap: 0 / (0 + epsilon), not 0 / 0
+    group_maps = torch.rand((1, 1, 300, 300), generator=torch.Generator().manual_seed(0))
+    reference = heatmap_boundary_similarity(heatmaps, group_maps, [0, 0], similarity)
+    half = heatmap_boundary_similarity(heatmaps.half(), group_maps.half(), [0, 0], similarity)
+    assert torch.isfinite(half).all() and half.dtype == torch.float32
+    assert torch.allclose(half, reference, atol=2e-3)
