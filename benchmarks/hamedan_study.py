@@ -62,6 +62,8 @@ from study_common import (  # noqa: E402 (adds the repository to sys.path)
     effective_heatmap_settings,
     heatmap_attributes,
     heatmap_settings_text,
+    reproducibility_record,
+    reproducibility_text,
 )
 
 from build_datasets import HAMEDAN_SPACING_NOTE, default_data_root  # noqa: E402
@@ -185,7 +187,7 @@ def markdown(report: dict) -> str:
         f"{report['num_val']} validation cases (seed {report['split_seed']}), seeds {report['seeds']} (mean ± SD over "
         f"seeds). Errors in original pixels and in mm at the **nominal** {report['nominal_spacing_mm']} mm/px (the "
         "dataset does not document its spacing). Training wall time: "
-        f"{format_mean_sd(report['wall_times'], 0)} s.", "",
+        f"{format_mean_sd(report['wall_times'], 0)} s. {reproducibility_text(report)}", "",
     ]
     if report.get("warnings"):
         lines += [*report["warnings"], ""]
@@ -354,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     baselines = score_baselines(environment, args.dataset_id, baseline_splits, args.nominal_spacing, work)
     report = {
         "command": "python benchmarks/hamedan_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine_description(), "device": args.device, "spacing_mm": args.spacing,
+        "machine": machine_description(), "reproducibility": reproducibility_record(environment, args.device), "device": args.device, "spacing_mm": args.spacing,
         "nominal_spacing_mm": args.nominal_spacing, "heatmap_loss": effective["heatmap_loss_kind"], "heatmap_settings": effective, "configuration": configuration,
         "schedule": {"epochs": args.epochs, "iterations_per_epoch": args.iterations,
                      "val_iterations_per_epoch": args.val_iterations},

@@ -92,6 +92,8 @@ from study_common import (  # noqa: E402 (adds the repository to sys.path)
     effective_heatmap_settings,
     heatmap_attributes,
     heatmap_settings_text,
+    reproducibility_record,
+    reproducibility_text,
 )
 
 from build_datasets import JSRT_BITS, JSRT_BRIDGE, JSRT_SPACING_NOTE, default_data_root  # noqa: E402
@@ -432,7 +434,7 @@ def markdown(report: dict) -> str:
         f"{schedule['epochs'] * schedule['iterations_per_epoch']} iterations per training (nnU-Net's default is 250 000)"
         f" — a reduced CPU schedule, far from converged. Seeds: {report['seeds']} (mean ± SD over seeds). Training "
         f"cases: {report['train_counts']}; validation cases: {report['num_val']} (both annotations, never trained on, "
-        "final checkpoint, no selection).",
+        "final checkpoint, no selection). " + reproducibility_text(report),
         "",
     ]
     if report.get("warnings"):
@@ -713,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for kind in KINDS} for key in training}
     report = {
         "command": "python benchmarks/jsrt_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine_description(), "device": args.device, "spacing_mm": args.spacing,
+        "machine": machine_description(), "reproducibility": reproducibility_record(environment, args.device), "device": args.device, "spacing_mm": args.spacing,
         "sigma_mm": sigma_mm, "boundary_range_mm": boundary_mm, "heatmap_loss": effective_heatmap_settings(attributes)["heatmap_loss_kind"],
         "heatmap_settings": effective_heatmap_settings(attributes),
         "configuration": configuration, "schedule": {"epochs": args.epochs, "iterations_per_epoch": args.iterations,

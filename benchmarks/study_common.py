@@ -138,6 +138,34 @@ def effective_heatmap_settings(attributes: Mapping[str, object]) -> dict[str, ob
     return json.loads(json.dumps(settings))
 
 
+def reproducibility_record(environment: Mapping[str, str], device: str) -> dict[str, str]:
+    """What a study seeds and what it cannot, for its report."""
+    processes = training_environment(environment).get("nnUNet_n_proc_DA", "")
+    record = {
+        "seeded": "Python, NumPy and torch generators (schedule_seed = the study seed, before the network is built), "
+                  "the validation split (--split-seed)",
+        "nnUNet_n_proc_DA": processes,
+    }
+    unseeded = []
+    if processes != "0":
+        unseeded.append(f"batch order of nnU-Net's {processes}-process augmentation (timing-dependent)")
+    if device == "cuda":
+        unseeded.append("GPU kernels (cuDNN/atomics are not deterministic; torch.use_deterministic_algorithms is off)")
+    record["not_seeded"] = "; ".join(unseeded) or (
+        "nothing known: single-process augmentation on the CPU; a rerun of the same command repeated the first "
+        "epochs' losses exactly here, but threaded CPU reductions are not guaranteed to be bitwise stable"
+    )
+    return record
+
+
+def reproducibility_text(report: Mapping) -> str:
+    """One markdown line from :func:`reproducibility_record` (empty for older reports)."""
+    record = report.get("reproducibility")
+    if not record:
+        return ""
+    return f"Seeded: {record['seeded']}. Not seeded: {record['not_seeded']}."
+
+
 def heatmap_settings_text(report: Mapping) -> str:
     """The heatmap settings of a study report, for its markdown (older reports recorded only the loss)."""
     settings = report.get("heatmap_settings") or {"heatmap_loss_kind": report.get("heatmap_loss", "mse")}
