@@ -22,6 +22,7 @@ setup(
         "torch>=2.1.2,!=2.9.*",
         "numpy>=1.24",
         "scipy",
+        "scikit-image",  # marching cubes for the surface-element metrics (nnunetv2 requires it too)
         "SimpleITK>=2.2.1",
         "batchgeneratorsv2>=0.3.2",
         "tqdm",

@@ -7,7 +7,9 @@ spurious landmarks are counted, not silently dropped.
 Files written to the output folder:
 
 * ``summary.json``: means per label (Dice, HD95, NSD) and the landmark summary (MRE, SD, median, SDR, counts of
-  evaluated / missed / spurious landmarks, per landmark);
+  evaluated / missed / spurious landmarks, per landmark), with the settings (``surface_metric``, ``sdr_missed``,
+  ``nsd_tolerance_mm``) and, in each block, ``definitions``: the sentence that defines each of its metrics
+  (:data:`~nnunet_babloss.metrics.SURFACE_METRIC_DEFINITIONS`, :data:`~nnunet_babloss.metrics.SDR_MISSED_DEFINITIONS`);
 * ``segmentation_per_case.csv``: one row per (case, label);
 * ``landmarks_per_case.csv``: one row per (case, landmark): radial error, predicted confidence, status;
 * ``landmarks_per_landmark.csv``: one row per landmark: MRE, SD, median, SDR per threshold and counts;
@@ -30,7 +32,15 @@ import SimpleITK as sitk
 
 from nnunet_babloss.landmarks.io import FORMAT_NAME, LandmarkSet, read_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec, has_landmarks_block
-from nnunet_babloss.metrics import landmark_detection_summary, radial_errors_mm, segmentation_metrics
+from nnunet_babloss.metrics import (
+    SDR_MISSED_DEFINITIONS,
+    SURFACE_METRIC_DEFINITIONS,
+    SdrMissed,
+    SurfaceMetric,
+    landmark_detection_summary,
+    radial_errors_mm,
+    segmentation_metrics,
+)
 
 __all__ = ["EvaluationResult", "evaluate_folders", "LANDMARK_SUFFIX", "SDR_THRESHOLDS_MM"]
 
@@ -128,6 +138,8 @@ def evaluate_folders(
     cases: Sequence[str] | None = None,
     images_folder: str | Path | None = None,
     write_overlays: bool = False,
+    surface_metric: SurfaceMetric = "voxel",
+    sdr_missed: SdrMissed = "exclude",
 ) -> EvaluationResult:
     """Compare predictions with references and write ``summary.json`` plus per-case and per-landmark CSVs.
 
@@ -144,6 +156,11 @@ def evaluate_folders(
         images_folder: images ``<case>_0000<file_ending>`` for the overlays.
         write_overlays: write ``overlays/<case>[_z<slice>].png`` (image, predicted contours, predicted and
             reference landmarks; 3D images: the middle slice and every slice holding a landmark).
+        surface_metric: definition of HD95 and NSD: ``"voxel"`` (boundary voxels, each weighing 1; default) or
+            ``"surface"`` (corner-grid surface elements weighted by length/area, as DeepMind's surface-distance);
+            see :mod:`nnunet_babloss.metrics`.
+        sdr_missed: how missed landmarks enter the SDR: ``"exclude"`` (left out of the denominator; default) or
+            ``"fail"`` (a failure at every threshold).
 
     Returns:
         The path of ``summary.json`` and its content.
@@ -151,7 +168,8 @@ def evaluate_folders(
     Raises:
         ValueError: neither reference is given; a reference case has no prediction (all such cases are listed);
             label values outside the dataset's labels; geometry differs from the reference; landmark names or
-            dimensions do not match; overlays without ``images_folder``.
+            dimensions do not match; overlays without ``images_folder``; an unknown ``surface_metric`` or
+            ``sdr_missed``.
         FileNotFoundError: a given folder does not exist.
     """
     prediction_folder = Path(prediction_folder)
@@ -161,6 +179,10 @@ def evaluate_folders(
         raise ValueError("give reference labels, reference landmarks, or both")
     if write_overlays and images_folder is None:
         raise ValueError("overlays need the images: give images_folder (the folder of <case>_0000<file_ending>)")
+    if surface_metric not in SURFACE_METRIC_DEFINITIONS:
+        raise ValueError(f"surface_metric must be one of {list(SURFACE_METRIC_DEFINITIONS)}, got {surface_metric!r}")
+    if sdr_missed not in SDR_MISSED_DEFINITIONS:
+        raise ValueError(f"sdr_missed must be one of {list(SDR_MISSED_DEFINITIONS)}, got {sdr_missed!r}")
     for folder in (prediction_folder, reference_labels_folder, reference_landmarks_folder, images_folder):
         if folder is not None and not Path(folder).is_dir():
             raise FileNotFoundError(f"folder not found: {folder}")
@@ -169,17 +191,22 @@ def evaluate_folders(
         _check_requested_cases(selected, reference_labels_folder, reference_landmarks_folder, file_ending)
     output_folder.mkdir(parents=True, exist_ok=True)
     ignore_label = dataset_json["labels"].get("ignore")
-    summary: dict = {"prediction_folder": str(prediction_folder), "nsd_tolerance_mm": nsd_tolerance_mm}
+    summary: dict = {
+        "prediction_folder": str(prediction_folder),
+        "nsd_tolerance_mm": nsd_tolerance_mm,
+        "surface_metric": surface_metric,
+        "sdr_missed": sdr_missed,
+    }
 
     spec = LandmarkSpec.from_dataset_json(dataset_json) if has_landmarks_block(dataset_json) else None
     if reference_labels_folder is not None:
         summary["segmentation"] = _evaluate_segmentations(
             prediction_folder, Path(reference_labels_folder), dataset_json, file_ending,
-            ignore_label, nsd_tolerance_mm, output_folder, selected,
+            ignore_label, nsd_tolerance_mm, output_folder, selected, surface_metric,
         )
     if reference_landmarks_folder is not None:
         summary["landmarks"] = _evaluate_landmarks(
-            prediction_folder, Path(reference_landmarks_folder), spec, output_folder, selected
+            prediction_folder, Path(reference_landmarks_folder), spec, output_folder, selected, sdr_missed
         )
     if write_overlays:
         from nnunet_babloss.overlays import write_case_overlays
@@ -263,6 +290,7 @@ def _evaluate_segmentations(
     nsd_tolerance_mm: float,
     output_folder: Path,
     cases: Sequence[str] | None,
+    surface_metric: SurfaceMetric,
 ) -> dict:
     labels = _labels_to_score(dataset_json)
     found = {path.name[: -len(file_ending)]: path for path in sorted(reference_folder.glob(f"*{file_ending}"))}
@@ -284,7 +312,9 @@ def _evaluate_segmentations(
         if ignore_label is not None and np.all(reference == ignore_label):
             continue  # no mask for this case: no segmentation metrics
         spacing_mm = tuple(reference_image.GetSpacing())[::-1]
-        per_label = segmentation_metrics(prediction, reference, labels, spacing_mm, nsd_tolerance_mm, ignore_label)
+        per_label = segmentation_metrics(
+            prediction, reference, labels, spacing_mm, nsd_tolerance_mm, ignore_label, surface_metric=surface_metric
+        )
         for label_name, metrics in per_label.items():
             rows.append({"case": case, "label": label_name, **{key: float(value) for key, value in metrics.items()}})
     metric_names = sorted({key for row in rows for key in row if key not in ("case", "label")})
@@ -303,9 +333,17 @@ def _evaluate_segmentations(
         finite = [value for value in hd95_values if value is not None and np.isfinite(value)]
         metrics["hd95_mm"] = float(np.mean(finite)) if finite else None
         metrics["hd95_num_infinite"] = infinite
+    definitions = SURFACE_METRIC_DEFINITIONS[surface_metric]
     return {
         "num_cases": len({row["case"] for row in rows}),
         "num_cases_without_mask": len(found) - len({row["case"] for row in rows}),
+        "definitions": {
+            "surface_metric": surface_metric,
+            "dice": "2 |P & R| / (|P| + |R|) over voxels",
+            "hd95_mm": f"{definitions['hd95_mm']}; surface: {definitions['surface']}",
+            "nsd": f"{definitions['nsd']} (tolerance {nsd_tolerance_mm:g} mm, inclusive); "
+            f"surface: {definitions['surface']}",
+        },
         "mean_per_label": _clean_json(mean_per_label),
     }
 
@@ -335,7 +373,7 @@ def _read_landmark_pair(
 
 def _evaluate_landmarks(
     prediction_folder: Path, reference_folder: Path, spec: LandmarkSpec | None, output_folder: Path,
-    cases: Sequence[str] | None,
+    cases: Sequence[str] | None, sdr_missed: SdrMissed,
 ) -> dict:
     found = {
         path.name[: -len(LANDMARK_SUFFIX)]: path
@@ -362,13 +400,24 @@ def _evaluate_landmarks(
         raise ValueError(f"reference landmark files in {reference_folder} mix dimensions {sorted(dimensions)}")
     predicted_array = np.stack([predicted.points_mm for _, _, predicted in pairs])
     reference_array = np.stack([reference.points_mm for _, reference, _ in pairs])
-    summary = landmark_detection_summary(predicted_array, reference_array, thresholds_mm=SDR_THRESHOLDS_MM)
+    summary = landmark_detection_summary(
+        predicted_array, reference_array, thresholds_mm=SDR_THRESHOLDS_MM, sdr_missed=sdr_missed
+    )
     _write_landmarks_per_case(output_folder / "landmarks_per_case.csv", names, pairs)
     per_landmark = _write_landmarks_per_landmark(
-        output_folder / "landmarks_per_landmark.csv", names, predicted_array, reference_array
+        output_folder / "landmarks_per_landmark.csv", names, predicted_array, reference_array, sdr_missed
     )
     summary.pop("per_landmark", None)
-    return {"num_cases": len(pairs), **_clean_json(summary), "per_landmark": _clean_json(per_landmark)}
+    definitions = {
+        "sdr_missed": sdr_missed,
+        "sdr": f"{SDR_MISSED_DEFINITIONS[sdr_missed]}; thresholds inclusive, in mm",
+        "mre_mm": "mean radial error (Euclidean distance in world mm) over the evaluated landmarks; missed and "
+        "spurious landmarks are counted in n_missed / n_spurious",
+    }
+    return {
+        "num_cases": len(pairs), "definitions": definitions, **_clean_json(summary),
+        "per_landmark": _clean_json(per_landmark),
+    }
 
 
 def _write_landmarks_per_case(path: Path, names: Sequence[str], pairs: Sequence[tuple[str, LandmarkSet, LandmarkSet]]) -> None:
@@ -391,14 +440,15 @@ def _write_landmarks_per_case(path: Path, names: Sequence[str], pairs: Sequence[
 
 
 def _write_landmarks_per_landmark(
-    path: Path, names: Sequence[str], predicted: np.ndarray, reference: np.ndarray
+    path: Path, names: Sequence[str], predicted: np.ndarray, reference: np.ndarray, sdr_missed: SdrMissed
 ) -> dict[str, dict]:
     """One row per landmark (statistics over cases); returns the same as ``{name: statistics}``."""
     sdr_columns = [f"sdr_{threshold:g}mm" for threshold in SDR_THRESHOLDS_MM]
     statistics: dict[str, dict] = {}
     for index, name in enumerate(names):
         one = landmark_detection_summary(
-            predicted[:, index : index + 1], reference[:, index : index + 1], thresholds_mm=SDR_THRESHOLDS_MM
+            predicted[:, index : index + 1], reference[:, index : index + 1], thresholds_mm=SDR_THRESHOLDS_MM,
+            sdr_missed=sdr_missed,
         )
         statistics[name] = {
             "mre_mm": one["mre_mm"], "sd_mm": one["sd_mm"], "median_mm": one["median_mm"],

@@ -24,6 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-ref_landmarks", type=Path, default=None, help="folder of reference landmark files")
     parser.add_argument("-o", type=Path, default=None, help="output folder (default: the prediction folder)")
     parser.add_argument("--nsd_tolerance_mm", type=float, default=1.0, help="NSD tolerance in mm (default: 1.0)")
+    parser.add_argument("--surface_metric", choices=("voxel", "surface"), default="voxel",
+                        help="definition of HD95 and NSD. 'voxel' (default, as MONAI): boundary voxels, each weighing "
+                        "1, HD95 with linear interpolation. 'surface' (as DeepMind's surface-distance and the "
+                        "challenge toolkits): surface elements on the voxel-corner grid weighted by their length (2D) "
+                        "or area (3D); 2D/3D only. summary.json records which one was used")
+    parser.add_argument("--sdr_missed", choices=("exclude", "fail"), default="exclude",
+                        help="how a missed landmark (reference present, prediction absent) enters the SDR: 'exclude' "
+                        "(default) leaves it out of the denominator, 'fail' counts it as a failure at every "
+                        "threshold. MRE is over the evaluated landmarks either way; summary.json records the rule")
     parser.add_argument("--cases", nargs="+", default=None,
                         help="evaluate only these cases (default: every case with a reference)")
     parser.add_argument("--overlays", action="store_true",
@@ -42,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = evaluate_folders(
         args.pred, dataset_json, args.ref_labels, args.ref_landmarks, args.o, nsd_tolerance_mm=args.nsd_tolerance_mm,
         cases=args.cases, images_folder=args.images, write_overlays=args.overlays,
+        surface_metric=args.surface_metric, sdr_missed=args.sdr_missed,
     )
     print(json.dumps(result.summary, indent=2))
     print(f"summary written to {result.summary_path}")
