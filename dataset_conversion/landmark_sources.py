@@ -11,6 +11,8 @@ Two kinds of coordinates come in:
   :class:`PixelLandmarks`, which :meth:`PixelLandmarks.to_world` maps through the image's
   :class:`~nnunet_babloss.landmarks.geometry.ImageGeometry`. Pixel coordinates are *continuous indices with integers
   at pixel centres* (the package's voxel-index convention): ``(x, y) = (3, 5)`` is the centre of column 3, row 5.
+  The JSRT/SCR files count from pixel *edges* instead; :func:`jsrt_pixel_centres` (the one place that knows) turns
+  them into centre coordinates as they are read.
 
 Problems are recorded in a :class:`~dataset_conversion.validation.ValidationReport` naming the file: malformed
 content is an error; a missing landmark is a warning (the landmark becomes absent); a label given twice in one
@@ -42,6 +44,7 @@ from nnunet_babloss.landmarks.io import LandmarkSet, read_landmarks
 from nnunet_babloss.landmarks.spec import landmark_name_problem
 
 __all__ = [
+    "JSRT_OUTER_EDGE_INSET_PX",
     "LANDMARK_FORMATS",
     "CaseLandmarks",
     "DuplicatePolicy",
@@ -53,6 +56,7 @@ __all__ = [
     "NameMapping",
     "PixelLandmarks",
     "default_landmark_names",
+    "jsrt_pixel_centres",
     "label_centroids",
     "read_hamedan",
     "read_isbi_text",
@@ -339,7 +343,66 @@ def read_jsrt_groups(path: str | os.PathLike[str], report: ValidationReport) -> 
     if isinstance(spacing, (int, float)) and not isinstance(spacing, bool) and spacing > 0:
         declared_spacing = (float(spacing), float(spacing))
     declared_size = _size_of(*size) if isinstance(size, list) and len(size) == 2 else None
-    return PixelLandmarks(tuple(names), np.array(rows, dtype=np.float64), str(path), declared_size, declared_spacing)
+    points = jsrt_pixel_centres(np.array(rows, dtype=np.float64).reshape(-1, 2), declared_size)
+    return PixelLandmarks(tuple(names), points, str(path), declared_size, declared_spacing)
+
+
+# How far inside the image a point on the far outer edge is placed (pixels): far below any annotation's precision,
+# far above the rounding of a pixel -> world -> pixel round trip (~1e-13 px).
+JSRT_OUTER_EDGE_INSET_PX = 1e-6
+
+
+def jsrt_pixel_centres(
+    points_xy: ArrayLike, image_size_wh: Sequence[int] | None = None
+) -> NDArray[np.float64]:
+    """JSRT/SCR landmark coordinates in the package's pixel convention (integers at pixel centres).
+
+    The JSRT/SCR files (``landmarks/<ID>.json`` of ``jsrt_512`` and its fixtures) give ``[x = column, y = row]``
+    in a pixel-**edge** frame: the image spans ``[0, W] x [0, H]`` and column ``i`` covers ``[i, i + 1)``, so the
+    centre of column ``i`` is at ``x = i + 0.5``. This function subtracts 0.5. Why edges (checked on the 195
+    ``jsrt_512`` cases):
+
+    * the files are the 1024-px coordinates multiplied by 0.5 (their ``coords`` field), which keeps a point where
+      it is only when coordinates count from edges (for centres the rescale would be ``(x + 0.5) / 2 - 0.5``);
+    * the frame ``[0, W]`` is the image itself, so a contour that SCR clipped at the image border lies on the
+      border: JPCLN089 of the full JSRT set has a point at ``x = 512.0``, the far edge of its 512-px image (a
+      centre convention would put it half a pixel outside);
+    * the masks do not decide: they sit between the two conventions. Filling each landmark polygon (pixel centres
+      inside) and comparing with the SCR masks gives mean Dice 0.9954 / 0.9946 / 0.9933 / 0.9841 / 0.9806 (right
+      lung / left lung / heart / right / left clavicle) with the edge convention and 0.9940 / 0.9948 / 0.9938 /
+      0.9836 / 0.9795 with the centre one; the best fit is a shift of 0.25-0.375 px, and landmarks on opposite
+      sides of an organ sit symmetric to the mask boundary at a shift of about 0.25 px. Either convention is off
+      the masks by about a quarter pixel (0.18 mm at 0.7 mm/px).
+
+    A point exactly on the far outer edge (``x == W`` or ``y == H``) becomes ``W - 0.5 - 1e-6``: the package's
+    images cover ``[-0.5, S - 0.5)`` per axis (ITK's half-open rule, so that every point has a nearest pixel), which
+    leaves out the far edge although the file's frame includes it; the point is placed just inside, on the last
+    pixel. The near edge (``x == 0`` -> ``-0.5``) is inside already. Points beyond the frame are left where they
+    are, so the converter reports them as outside the image.
+
+    Args:
+        points_xy: ``(K, 2)`` file coordinates ``[x = column, y = row]`` in pixels; NaN rows (absent) stay NaN.
+        image_size_wh: The image size ``(W, H)`` in pixels, or ``None`` (then no point is moved off the edge).
+
+    Returns:
+        ``(K, 2)`` float64 ``(x, y)`` with integers at pixel centres (reverse for the package's array order).
+
+    Raises:
+        ValueError: ``points_xy`` is not ``(K, 2)``, or ``image_size_wh`` is not two positive sizes.
+    """
+    points = np.array(points_xy, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points_xy must have shape (K, 2) [x, y], got {points.shape}")
+    centres = points - 0.5
+    if image_size_wh is not None:
+        size = np.asarray(image_size_wh, dtype=np.float64)
+        if size.shape != (2,) or not np.all(size > 0):
+            raise ValueError(f"image_size_wh must be two positive sizes (W, H), got {image_size_wh!r}")
+        far_edge = size - 0.5
+        with np.errstate(invalid="ignore"):
+            on_far_edge = np.abs(centres - far_edge) <= 1e-9 * far_edge
+        centres[on_far_edge] = np.broadcast_to(far_edge - JSRT_OUTER_EDGE_INSET_PX, centres.shape)[on_far_edge]
+    return centres
 
 
 def read_hamedan(

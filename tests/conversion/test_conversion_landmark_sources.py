@@ -10,10 +10,12 @@ import pytest
 from conversion_helpers import write_labelme
 
 from dataset_conversion.landmark_sources import (
+    JSRT_OUTER_EDGE_INSET_PX,
     HamedanFile,
     LandmarkFolder,
     NameMapping,
     PixelLandmarks,
+    jsrt_pixel_centres,
     label_centroids,
     read_hamedan,
     read_isbi_text,
@@ -21,7 +23,7 @@ from dataset_conversion.landmark_sources import (
     read_labelme,
 )
 from dataset_conversion.validation import ValidationReport
-from nnunet_babloss.landmarks.geometry import ImageGeometry
+from nnunet_babloss.landmarks.geometry import ImageGeometry, contains_index
 from nnunet_babloss.landmarks.io import LandmarkSet
 
 
@@ -91,7 +93,25 @@ def test_jsrt_groups_are_named_group_index(jsrt_fixture: Path) -> None:
     assert landmarks.names[:2] == ("RL_00", "RL_01") and "RL_43" in landmarks.names and "LL_49" in landmarks.names
     assert landmarks.image_size == (256, 256) and landmarks.pixel_spacing_mm == (1.4, 1.4)
     source = json.loads(path.read_text())["landmarks"]
-    assert landmarks.points_px[landmarks.names.index("H_03")].tolist() == source["H"][3]
+    # The files count from pixel edges; the package from pixel centres (see jsrt_pixel_centres).
+    assert landmarks.points_px[landmarks.names.index("H_03")].tolist() == [value - 0.5 for value in source["H"][3]]
+
+
+def test_jsrt_pixel_edges_become_pixel_centres_and_the_far_edge_stays_inside() -> None:
+    # A 4 x 3 image spans x in [0, 4], y in [0, 3] in the files' edge frame; in ours [-0.5, 3.5) x [-0.5, 2.5).
+    points = np.array([[0.0, 0.0], [0.5, 1.5], [4.0, 3.0], [4.25, 1.0], [np.nan, np.nan]])
+    centres = jsrt_pixel_centres(points, (4, 3))
+    np.testing.assert_array_equal(centres[:2], [[-0.5, -0.5], [0.0, 1.0]])  # near edge; centre of pixel (0, 1)
+    np.testing.assert_allclose(centres[2], [3.5 - JSRT_OUTER_EDGE_INSET_PX, 2.5 - JSRT_OUTER_EDGE_INSET_PX], rtol=0,
+                               atol=1e-12)  # far corner: moved just inside, onto the last pixel
+    assert contains_index(centres[:3, ::-1], (3, 4)).all()
+    assert centres[3].tolist() == [3.75, 0.5] and not contains_index(centres[3:4, ::-1], (3, 4)).any()
+    assert np.isnan(centres[4]).all()
+    np.testing.assert_array_equal(jsrt_pixel_centres(points[2:3]), [[3.5, 2.5]])  # no size: nothing moved
+    with pytest.raises(ValueError, match=r"shape \(K, 2\)"):
+        jsrt_pixel_centres(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="image_size_wh"):
+        jsrt_pixel_centres(points, (4, 0))
 
 
 def test_hamedan_missing_points_are_warnings_naming_file_case_and_landmark(shared_data: Path) -> None:

@@ -11,8 +11,9 @@ import SimpleITK as sitk
 from conversion_helpers import JSRT_BITS, JSRT_BRIDGE
 
 from dataset_conversion.convert import ConversionInputs, ConversionSettings, LandmarkOptions, convert_dataset
-from dataset_conversion.landmark_sources import HamedanFile, LabelCentroids, LandmarkFolder
+from dataset_conversion.landmark_sources import HamedanFile, LabelCentroids, LandmarkFolder, jsrt_pixel_centres
 from dataset_conversion.masks import BitFlagMasks, LabelEncoding, LabelMapMasks
+from dataset_conversion.validation import DatasetValidationError
 from nnunet_babloss.landmarks.geometry import ImageGeometry
 from nnunet_babloss.landmarks.io import ras_to_lps, read_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec
@@ -29,9 +30,9 @@ def _geometry(path: Path) -> ImageGeometry:
 
 
 def _jsrt_pixels(path: Path) -> np.ndarray:
-    """``(166, 2)`` source pixels (x = column, y = row) in group order."""
+    """``(166, 2)`` source pixels (x = column, y = row) in group order, at the package's pixel centres."""
     groups = json.loads(path.read_text())["landmarks"]
-    return np.concatenate([np.asarray(points, dtype=np.float64) for points in groups.values()])
+    return jsrt_pixel_centres(np.concatenate([np.asarray(points, dtype=np.float64) for points in groups.values()]))
 
 
 def _convert_jsrt(jsrt_fixture: Path, raw: Path, overlap: str, **inputs_kwargs: object):
@@ -121,6 +122,59 @@ def test_jsrt_test_cases_go_to_the_test_folders(jsrt_fixture: Path, tmp_path: Pa
                       ("landmarksTs", "JPCNN004.json")):
         assert (folder / sub / name).is_file()
     assert not (folder / "imagesTr" / "JPCNN004_0000.nii.gz").exists()
+
+
+def _jsrt_512_case_with_edge_point(shared_data: Path, folder: Path, case: str, x_px: float) -> Path:
+    """A copy of a real ``jsrt_512`` case (image + landmarks) whose last left-clavicle point is moved to ``x_px``."""
+    source = shared_data / "jsrt_512"
+    for sub in ("images", "landmarks"):
+        (folder / sub).mkdir(parents=True)
+    (folder / "images" / f"{case}.png").write_bytes((source / "images" / f"{case}.png").read_bytes())
+    content = json.loads((source / "landmarks" / f"{case}.json").read_text())
+    content["landmarks"]["LCLA"][-1][0] = x_px
+    (folder / "landmarks" / f"{case}.json").write_text(json.dumps(content))
+    return folder
+
+
+def _convert_jsrt_512(folder: Path, raw: Path):
+    inputs = ConversionInputs((folder / "images",), landmarks=LandmarkFolder(folder / "landmarks", "jsrt"))
+    settings = ConversionSettings(2, "JSRTEdge", raw_folder=raw, pixel_spacing_mm=(0.7,), progress=False)
+    return convert_dataset(inputs, settings)
+
+
+def test_jsrt_point_on_the_far_image_edge_converts_onto_the_last_pixel(shared_data: Path, tmp_path: Path) -> None:
+    """JPCLN089 (not among the 195 shared cases) has a point at x = 512.0: the far edge of its 512-px image in the
+    files' pixel-edge frame. It must convert with the default ``outside="error"``; on the last column, just inside.
+    A point beyond the edge is still an error. (Before the edge convention, x = 512.0 was read as the centre of a
+    513th column and refused.)"""
+    folder = _jsrt_512_case_with_edge_point(shared_data, tmp_path / "edge", "JPCLN088", 512.0)
+    result = _convert_jsrt_512(folder, tmp_path / "raw")  # conversion errors raise
+    assert not [issue for issue in result.report.issues if "outside" in issue.problem]
+    dataset = result.dataset_folder
+    image = sitk.ReadImage(str(dataset / "imagesTr" / "JPCLN088_0000.nii.gz"))
+    landmarks = read_landmarks(dataset / "landmarksTr" / "JPCLN088.json")
+    column, row = ImageGeometry.from_sitk(image).world_to_index(landmarks.points_mm)[-1][::-1]
+    assert 511.5 - 1e-5 < column < 511.5 and int(np.floor(column + 0.5)) == 511  # inside: nearest column 511
+    source = json.loads((folder / "landmarks" / "JPCLN088.json").read_text())["landmarks"]["LCLA"][-1]
+    assert row == pytest.approx(source[1] - 0.5, abs=1e-6)
+
+    beyond = _jsrt_512_case_with_edge_point(shared_data, tmp_path / "beyond", "JPCLN088", 512.25)
+    with pytest.raises(DatasetValidationError, match="outside the image"):
+        _convert_jsrt_512(beyond, tmp_path / "raw_beyond")
+
+
+def test_jsrt_case_jpcln089_converts_without_dropping(shared_data: Path, tmp_path: Path) -> None:
+    """The case itself, where the shared data holds it (the 195-case ``jsrt_512`` does not)."""
+    source = shared_data / "jsrt_512"
+    if not (source / "landmarks" / "JPCLN089.json").is_file():
+        pytest.skip(f"JPCLN089 is not in {source} (195 of the 247 JSRT cases)")
+    folder = tmp_path / "case"
+    for sub, suffix in (("images", ".png"), ("landmarks", ".json")):
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / f"JPCLN089{suffix}").write_bytes((source / sub / f"JPCLN089{suffix}").read_bytes())
+    result = _convert_jsrt_512(folder, tmp_path / "raw")  # conversion errors raise
+    assert not [issue for issue in result.report.issues if "outside" in issue.problem]
+    assert read_landmarks(result.dataset_folder / "landmarksTr" / "JPCLN089.json").present.all()
 
 
 def test_hamedan_cases_round_trip_at_a_stated_spacing(shared_data: Path, tmp_path: Path) -> None:

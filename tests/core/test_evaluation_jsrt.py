@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from dataset_conversion.landmark_sources import jsrt_pixel_centres
 from nnunet_babloss.evaluation import SDR_THRESHOLDS_MM, evaluate_folders
 from nnunet_babloss.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
 from nnunet_babloss.overlays import overlay_slices, write_case_overlays
@@ -43,7 +44,7 @@ def _reference_landmarks(root: Path, case: str) -> LandmarkSet:
     content = json.loads((root / "landmarks" / f"{case}.json").read_text())
     names, points = [], []
     for group, pixels in content["landmarks"].items():
-        for number, (column, row) in enumerate(pixels):
+        for number, (column, row) in enumerate(jsrt_pixel_centres(np.asarray(pixels, dtype=np.float64))):
             names.append(f"{group}_{number:02d}")
             points.append((ORIGIN_MM[0] + SPACING_MM * column, ORIGIN_MM[1] + SPACING_MM * row))
     return LandmarkSet(tuple(names), np.array(points))

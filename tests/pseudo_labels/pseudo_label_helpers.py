@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from dataset_conversion.landmark_sources import jsrt_pixel_centres
 from nnunet_babloss.landmarks.io import LandmarkSet, write_landmarks
 
 JSRT_SPACING_MM = 1.4
@@ -26,11 +27,12 @@ JSRT_LABELS = {"background": 0, **{name: value for name, value, _ in JSRT_ORGANS
 def jsrt_landmarks_vox(landmark_json: dict, group: str) -> np.ndarray:
     """SCR landmarks of one group as voxel indices ``(row, col)``.
 
-    The files give ``[x = column, y = row]`` in a pixel-*edge* frame (pixel ``i`` spans ``[i, i + 1)``): filling the
-    polygon agrees best with the SCR masks after shifting by -0.5 to our centre-at-integer convention (mean Dice on
-    the fixture 0.98-0.99 vs 0.91-0.99 without the shift).
+    The files count from pixel edges; :func:`~dataset_conversion.landmark_sources.jsrt_pixel_centres` turns them
+    into our centre-at-integer convention (on the fixture, filling the polygon then agrees with the SCR masks at
+    mean Dice 0.98-0.99, vs 0.91-0.99 without the shift).
     """
-    return np.asarray(landmark_json["landmarks"][group], dtype=np.float64)[:, ::-1] - 0.5
+    points_xy = np.asarray(landmark_json["landmarks"][group], dtype=np.float64)
+    return jsrt_pixel_centres(points_xy, landmark_json.get("image_size_wh"))[:, ::-1]
 
 
 def jsrt_mask(fixture: Path, case: str, group: str) -> np.ndarray:
