@@ -23,6 +23,8 @@ from nnunet_babloss.metrics import (
     SDR_MISSED_RULES,
     SURFACE_METRIC_DEFINITIONS,
     SURFACE_METRICS,
+    SdrMissed,
+    SurfaceMetric,
     hausdorff_distance_95,
     landmark_detection_summary,
     normalized_surface_dice,
@@ -30,6 +32,7 @@ from nnunet_babloss.metrics import (
     weighted_surface_distances_mm,
 )
 
+METRICS: tuple[SurfaceMetric, ...] = ("voxel", "surface")
 # Worked case A (2D, spacing (s0, s1) = (2, 1) mm): reference = pixel (1, 1), prediction = pixels (1, 1), (1, 2).
 SPACING_2D_MM = (2.0, 1.0)
 # Half the diagonal of a cell of voxel centres: the marching-squares segment that cuts off one corner.
@@ -98,8 +101,8 @@ def test_touching_pixels_share_their_corner_grid_elements() -> None:
     prediction = np.roll(reference, 1, axis=1)
     assert normalized_surface_dice(prediction, reference, SPACING_2D_MM, 0.5) == 0.0
     assert normalized_surface_dice(prediction, reference, SPACING_2D_MM, 0.5, surface_metric="surface") == 0.5
-    for metric in SURFACE_METRICS:
-        assert hausdorff_distance_95(prediction, reference, SPACING_2D_MM, surface_metric=metric) == 1.0  # type: ignore[arg-type]
+    for metric in METRICS:
+        assert hausdorff_distance_95(prediction, reference, SPACING_2D_MM, surface_metric=metric) == 1.0
 
 
 def test_worked_3d_case_with_a_thick_axis() -> None:
@@ -139,19 +142,19 @@ def test_worked_3d_case_with_a_thick_axis() -> None:
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
-@pytest.mark.parametrize("metric", SURFACE_METRICS)
-def test_both_definitions_share_the_empty_and_identical_mask_rules(ndim: int, metric: str) -> None:
+@pytest.mark.parametrize("metric", METRICS)
+def test_both_definitions_share_the_empty_and_identical_mask_rules(ndim: int, metric: SurfaceMetric) -> None:
     mask = np.zeros((5,) * ndim, dtype=bool)
     mask[(slice(1, 4),) * ndim] = True
     empty = np.zeros_like(mask)
     spacing = (0.8,) * ndim
-    assert hausdorff_distance_95(mask, mask, spacing, surface_metric=metric) == 0.0  # type: ignore[arg-type]
-    assert normalized_surface_dice(mask, mask, spacing, 0.0, surface_metric=metric) == 1.0  # type: ignore[arg-type]
-    assert math.isnan(hausdorff_distance_95(empty, empty, spacing, surface_metric=metric))  # type: ignore[arg-type]
-    assert math.isnan(normalized_surface_dice(empty, empty, spacing, 1.0, surface_metric=metric))  # type: ignore[arg-type]
+    assert hausdorff_distance_95(mask, mask, spacing, surface_metric=metric) == 0.0
+    assert normalized_surface_dice(mask, mask, spacing, 0.0, surface_metric=metric) == 1.0
+    assert math.isnan(hausdorff_distance_95(empty, empty, spacing, surface_metric=metric))
+    assert math.isnan(normalized_surface_dice(empty, empty, spacing, 1.0, surface_metric=metric))
     for prediction, reference in ((mask, empty), (empty, mask)):
-        assert hausdorff_distance_95(prediction, reference, spacing, surface_metric=metric) == math.inf  # type: ignore[arg-type]
-        assert normalized_surface_dice(prediction, reference, spacing, 9.0, surface_metric=metric) == 0.0  # type: ignore[arg-type]
+        assert hausdorff_distance_95(prediction, reference, spacing, surface_metric=metric) == math.inf
+        assert normalized_surface_dice(prediction, reference, spacing, 9.0, surface_metric=metric) == 0.0
 
 
 def test_surface_definition_is_symmetric_and_counts_the_array_border_as_background() -> None:
@@ -173,10 +176,10 @@ def test_surface_definition_is_symmetric_and_counts_the_array_border_as_backgrou
 
 def test_segmentation_metrics_use_the_chosen_definition() -> None:
     prediction, reference = (mask.astype(np.uint8) for mask in case_a())
-    for metric in SURFACE_METRICS:
-        result = segmentation_metrics(prediction, reference, {"organ": 1}, SPACING_2D_MM, 0.5, surface_metric=metric)  # type: ignore[arg-type]
+    for metric in METRICS:
+        result = segmentation_metrics(prediction, reference, {"organ": 1}, SPACING_2D_MM, 0.5, surface_metric=metric)
         assert result["organ"]["nsd"] == normalized_surface_dice(
-            prediction.astype(bool), reference.astype(bool), SPACING_2D_MM, 0.5, surface_metric=metric  # type: ignore[arg-type]
+            prediction.astype(bool), reference.astype(bool), SPACING_2D_MM, 0.5, surface_metric=metric
         )
 
 
@@ -187,7 +190,8 @@ def test_unknown_or_unsupported_definitions_are_errors() -> None:
     with pytest.raises(ValueError, match="2D and 3D masks only, got 1 axes"):
         normalized_surface_dice(np.ones(4, bool), np.ones(4, bool), 1.0, 1.0, surface_metric="surface")
     with pytest.raises(ValueError, match="surface_metric"):
-        segmentation_metrics(mask.astype(int), mask.astype(int), {"a": 1}, 1.0, 1.0, surface_metric="voxels")  # type: ignore[arg-type]
+        labels = mask.astype(int)
+        segmentation_metrics(labels, labels, {"a": 1}, 1.0, 1.0, surface_metric="voxels")  # type: ignore[arg-type]
 
 
 def sdr_example() -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +249,7 @@ def worked_folders(tmp_path):
 def test_summary_json_says_which_definition_each_number_uses(worked_folders) -> None:
     folder, dataset_json = worked_folders
     c = CORNER_CUT_2D_MM
-    expected = {
+    expected: dict[tuple[SurfaceMetric, SdrMissed], tuple[float, float, float]] = {
         ("voxel", "exclude"): (2 / 3, 0.95, 2 / 3),
         ("surface", "fail"): ((6 * c + 2) / (8 * c + 2), 1.0, 2 / 4),
     }
@@ -253,7 +257,7 @@ def test_summary_json_says_which_definition_each_number_uses(worked_folders) -> 
         output = folder / f"out_{metric}_{rule}"
         summary = evaluate_folders(
             folder / "prediction", dataset_json, folder / "reference", folder / "reference_landmarks", output,
-            nsd_tolerance_mm=0.5, surface_metric=metric, sdr_missed=rule,  # type: ignore[arg-type]
+            nsd_tolerance_mm=0.5, surface_metric=metric, sdr_missed=rule,
         ).summary
         assert json.loads((output / "summary.json").read_text()) == summary
         assert (summary["surface_metric"], summary["sdr_missed"]) == (metric, rule)
