@@ -11,16 +11,25 @@ predictor follow it); the other axes keep nnU-Net's flips.
 
 from __future__ import annotations
 
-from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-from collections.abc import Sequence
+import os
+import pickle
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_babloss.landmarks.geometry import ImageGeometry
 from nnunet_babloss.nnunet.trainers.checkpoint_selection import WeightsOnlyCheckpointLoading
 
-__all__ = ["LateralMirroringGuard", "lateral_array_axis", "lateral_patch_axis", "nnUNetTrainerNoLateralMirroring"]
+__all__ = [
+    "LateralMirroringGuard",
+    "common_lateral_patch_axis",
+    "lateral_array_axis",
+    "lateral_patch_axis",
+    "nnUNetTrainerNoLateralMirroring",
+    "read_case_geometries",
+]
 
 
 def lateral_array_axis(geometry: ImageGeometry) -> int:
@@ -47,6 +56,66 @@ def lateral_patch_axis(geometry: ImageGeometry, transpose_forward: Sequence[int]
     return patch_axis if patch_axis >= 0 else None
 
 
+def common_lateral_patch_axis(
+    geometries: Mapping[str, ImageGeometry], transpose_forward: Sequence[int], patch_dimension: int
+) -> int | None:
+    """The lateral patch axis (see :func:`lateral_patch_axis`) that every case of a dataset agrees on.
+
+    Args:
+        geometries: Case identifier -> raw image geometry (at least one case).
+        transpose_forward: The plans' ``transpose_forward``.
+        patch_dimension: 2 or 3.
+
+    Returns:
+        The common patch axis, or ``None`` when no patch axis flips left and right in any case.
+
+    Raises:
+        ValueError: no cases, or two cases put the patient's left-right axis on different patch axes (the
+            message names both, with their direction matrices): one flip axis cannot serve both.
+    """
+    if not geometries:
+        raise ValueError("no case geometries to find the lateral axis in")
+    axes = {
+        case: lateral_patch_axis(geometry, transpose_forward, patch_dimension) for case, geometry in geometries.items()
+    }
+    first_case, first_axis = next(iter(axes.items()))
+    for case, axis in axes.items():
+        if axis != first_axis:
+            raise ValueError(
+                f"the cases disagree on the patient's left-right axis: in {first_case!r} a flip of patch axis "
+                f"{first_axis} exchanges left and right (direction {geometries[first_case].direction}), in {case!r} "
+                f"patch axis {axis} does (direction {geometries[case].direction}); one mirror axis cannot serve both. "
+                "Bring the images to one orientation (e.g. resample them, or preprocess with nnU-Net's "
+                "SimpleITKIOWithReorient), or train without left-right flips"
+            )
+    return first_axis
+
+
+def read_case_geometries(
+    preprocessed_folder: str | os.PathLike[str], identifiers: Sequence[str]
+) -> dict[str, ImageGeometry]:
+    """The raw image geometry of every case, from the ``<case>.pkl`` properties nnU-Net writes at preprocessing.
+
+    Only the small properties files are read (no image data), so every case can be checked.
+
+    Raises:
+        FileNotFoundError: a case has no properties file.
+        ValueError: a properties file holds no world frame (``sitk_stuff``); the message names the file.
+    """
+    geometries = {}
+    for identifier in identifiers:
+        path = os.path.join(os.fspath(preprocessed_folder), f"{identifier}.pkl")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"properties file of case {identifier!r} not found: {path}")
+        with open(path, "rb") as handle:
+            properties = pickle.load(handle)  # nnU-Net's own preprocessing output, as its data loader reads it
+        try:
+            geometries[identifier] = ImageGeometry.from_sitk_stuff(properties.get("sitk_stuff"))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+    return geometries
+
+
 class LateralMirroringGuard:
     """Mixin for nnU-Net trainers: removes the lateral patch axis from the mirror axes when
     :meth:`restrict_lateral_mirroring` says so (default: always)."""
@@ -56,15 +125,18 @@ class LateralMirroringGuard:
         return True
 
     def dataset_lateral_patch_axis(self) -> int | None:
-        """The patch axis that flips left and right, read from the geometry of the first preprocessed case."""
+        """The patch axis that flips left and right, agreed on by every preprocessed case (their properties files).
+
+        Raises:
+            ValueError: two cases disagree (see :func:`common_lateral_patch_axis`).
+        """
         dataset_class = self.dataset_class or infer_dataset_class(self.preprocessed_dataset_folder)
-        identifiers = dataset_class.get_identifiers(self.preprocessed_dataset_folder)
+        identifiers = sorted(dataset_class.get_identifiers(self.preprocessed_dataset_folder))
         if not identifiers:
             return None
-        properties = dataset_class(self.preprocessed_dataset_folder, identifiers[:1]).load_case(identifiers[0])[3]
-        geometry = ImageGeometry.from_sitk_stuff(properties["sitk_stuff"])
-        return lateral_patch_axis(
-            geometry, self.plans_manager.transpose_forward, len(self.configuration_manager.patch_size)
+        geometries = read_case_geometries(self.preprocessed_dataset_folder, identifiers)
+        return common_lateral_patch_axis(
+            geometries, self.plans_manager.transpose_forward, len(self.configuration_manager.patch_size)
         )
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):  # noqa: N802 (nnU-Net's name)
