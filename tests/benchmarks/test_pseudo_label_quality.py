@@ -46,11 +46,11 @@ def test_plain_folders_with_bit_flags_or_label_maps_are_scored(shared_data: Path
             "--cases-folder", str(folder), "--strategy", "contour=contour", "--limit", "3", "--output-dir",
             str(output), "--name", "quality", "--no-progress",
         ]) == 0
-        results = json.loads((output / "quality.json").read_text())
+        results = json.loads((output / "quality.json").read_text(encoding="utf-8"))
         assert results["cases"] == ["JPCLN001", "JPCLN002", "JPCLN003"] and results["reference"] == reference
         assert str(folder) in results["source"] and results["model"] is None  # contour filling needs no model
         assert set(results["pixel_spacing_mm"].values()) == {1.4}  # from each landmark file
-        assert str(folder) in (output / "quality.md").read_text()
+        assert str(folder) in (output / "quality.md").read_text(encoding="utf-8")
         dice[reference] = results["dice"]["contour"]
     # Filled landmark polygons match the SCR masks closely (fixture: 0.98-0.99 for lungs and heart).
     for group in ("RL", "LL", "H"):
