@@ -266,28 +266,29 @@ def _assert_same_segmentation_files(expected: Path, got: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_cli_segmentations_are_byte_identical_to_nnunet_predict_and_landmarks_are_written(demo_run, nnunet_paths: Path,
-                                                                                         tmp_path: Path) -> None:
+def test_cli_repeats_the_demo_segmentations_and_writes_landmarks(demo_run, nnunet_paths: Path, tmp_path: Path) -> None:
+    """The CLI with other output options reproduces the demo's segmentations byte for byte (the demo predicts with
+    nnUNetv2_bab_predict; byte identity with the stock nnUNetv2_predict is checked in test_demo_e2e.py)."""
     result, _ = demo_run
     output = tmp_path / "ours"
-    # The same arguments as the demo's stock nnUNetv2_predict call (mirroring on), plus our two options.
+    # The demo's prediction arguments (mirroring on), plus threshold 0 and the Slicer files.
     command = [sys.executable, "-m", "nnunet_babloss.cli.predict", "-i", str(result.dataset_folder / "imagesTs"),
                "-o", str(output), "-d", "987", "-c", "2d", "-f", "0", "-tr", TRAINER, "-device", "cpu",
                "-npp", "1", "-nps", "1", "--disable_progress_bar", "--landmark_threshold", "0", "--save_slicer"]
     completed = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
 
-    stock_files = sorted(result.prediction_folder.glob("*.nii.gz"))
-    assert len(stock_files) == 4
+    demo_files = sorted(result.prediction_folder.glob("*.nii.gz"))
+    assert len(demo_files) == 4
     spec = LandmarkSpec.from_dataset_json(result.dataset_folder / "dataset.json")
-    for stock_file in stock_files:
-        _assert_same_segmentation_files(stock_file, output / stock_file.name)
-        case = stock_file.name.removesuffix(".nii.gz")
+    for demo_file in demo_files:
+        _assert_same_segmentation_files(demo_file, output / demo_file.name)
+        case = demo_file.name.removesuffix(".nii.gz")
         content = json.loads((output / f"{case}.json").read_text())
         assert list(content["landmarks"]) == list(spec.names) and set(content["confidence"]) == set(spec.names)
         landmarks = read_landmarks(output / f"{case}.json", spec)
         # Threshold 0: every landmark is placed, inside the image, with a confidence that is a heatmap value.
-        image = sitk.ReadImage(str(stock_file))
+        image = sitk.ReadImage(str(demo_file))
         assert landmarks.present.all() and landmarks.dimension == 2
         for point in landmarks.points_mm:
             index = np.array(image.TransformPhysicalPointToContinuousIndex(point.tolist()))
