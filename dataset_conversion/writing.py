@@ -1,9 +1,10 @@
 """Writing a raw dataset all at once or not at all, and recording where it came from.
 
 :class:`AtomicDatasetFolder` builds the dataset in a hidden temporary folder beside the target
-(``.Dataset123_Name.tmp-XXXX`` in the same ``nnUNet_raw``, so the final rename stays on one file system) and renames
-it into place only when everything has been written; on any error the temporary folder is removed. nnU-Net finds
-datasets by the ``Dataset<ID>`` prefix, so it never sees the hidden temporary folder.
+(``.Dataset123_Name.tmp-<pid>-XXXX`` in the same ``nnUNet_raw``, so the final rename stays on one file system) and
+renames it into place only when everything has been written; on any error, SIGINT or SIGTERM the temporary folder is
+removed (:mod:`nnunet_babloss.atomic_output`, the mechanism every tool shares). nnU-Net finds datasets by the
+``Dataset<ID>`` prefix, so it never sees the hidden temporary folder.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import json
 import os
 import platform
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from dataset_conversion.validation import ValidationReport
+from nnunet_babloss.atomic_output import AtomicFolder
 
 __all__ = [
     "AtomicDatasetFolder",
@@ -93,8 +92,8 @@ def check_output_folder(
     return target
 
 
-class AtomicDatasetFolder:
-    """Context manager: a temporary folder that becomes ``target`` on :meth:`commit`, or disappears.
+class AtomicDatasetFolder(AtomicFolder):
+    """:class:`~nnunet_babloss.atomic_output.AtomicFolder` for a raw dataset (its error names the dataset).
 
     Example:
         >>> with AtomicDatasetFolder(Path("/raw/Dataset001_X"), overwrite=False) as folder:  # doctest: +SKIP
@@ -102,46 +101,7 @@ class AtomicDatasetFolder:
         ...     folder.commit()
     """
 
-    def __init__(self, target: Path, *, overwrite: bool) -> None:
-        self.target = Path(target)
-        self.overwrite = overwrite
-        self.path: Path | None = None
-        self.committed = False
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
-        return self.path
-
-    def commit(self) -> Path:
-        """Move the temporary folder to the target (replacing it only with ``overwrite``).
-
-        Raises:
-            FileExistsError: the target appeared meanwhile and ``overwrite`` is off.
-        """
-        if self.path is None:
-            raise RuntimeError("commit() outside the with-block")
-        if self.target.exists():
-            if not self.overwrite:
-                raise FileExistsError(
-                    f"{self.target}: the output dataset exists already; pass --overwrite to replace it"
-                )
-            # Rename the old dataset aside first, so the target is never half old and half new.
-            old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-", dir=self.target.parent))
-            old.rmdir()
-            self.target.rename(old)
-            self.path.rename(self.target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            self.path.rename(self.target)
-        self.committed = True
-        return self.target
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        if not self.committed and self.path is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
+    exists_message = "the output dataset exists already; pass --overwrite to replace it"
 
 
 def write_json(path: Path, content: Any) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_babloss.atomic_output import AtomicFileSet
 from nnunet_babloss.landmarks.io import FORMAT_NAME, LandmarkSet, read_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec, has_landmarks_block
 from nnunet_babloss.metrics import (
@@ -45,6 +46,12 @@ from nnunet_babloss.metrics import (
 __all__ = ["EvaluationResult", "evaluate_folders", "LANDMARK_SUFFIX", "SDR_THRESHOLDS_MM"]
 
 LANDMARK_SUFFIX = ".json"
+SUMMARY_FILE = "summary.json"
+OVERLAY_FOLDER = "overlays"
+# Everything evaluation writes into its output folder; a new run replaces all of them (stale ones are removed).
+RESULT_FILES = (
+    SUMMARY_FILE, "segmentation_per_case.csv", "landmarks_per_case.csv", "landmarks_per_landmark.csv", OVERLAY_FOLDER,
+)
 SDR_THRESHOLDS_MM = (2.0, 2.5, 3.0, 4.0)
 # Geometry tolerances: spacing relative (nnU-Net writes float32 headers), origin in mm, direction cosines absolute.
 _SPACING_RTOL = 1e-4
@@ -189,7 +196,6 @@ def evaluate_folders(
     selected = None if cases is None else [str(case) for case in cases]
     if selected is not None:
         _check_requested_cases(selected, reference_labels_folder, reference_landmarks_folder, file_ending)
-    output_folder.mkdir(parents=True, exist_ok=True)
     ignore_label = dataset_json["labels"].get("ignore")
     summary: dict = {
         "prediction_folder": str(prediction_folder),
@@ -198,40 +204,44 @@ def evaluate_folders(
         "sdr_missed": sdr_missed,
     }
 
-    spec = LandmarkSpec.from_dataset_json(dataset_json) if has_landmarks_block(dataset_json) else None
-    if reference_labels_folder is not None:
-        summary["segmentation"] = _evaluate_segmentations(
-            prediction_folder, Path(reference_labels_folder), dataset_json, file_ending,
-            ignore_label, nsd_tolerance_mm, output_folder, selected, surface_metric,
-        )
-    if reference_landmarks_folder is not None:
-        summary["landmarks"] = _evaluate_landmarks(
-            prediction_folder, Path(reference_landmarks_folder), spec, output_folder, selected, sdr_missed
-        )
-    if write_overlays:
-        from nnunet_babloss.overlays import write_case_overlays
-
-        overlay_cases = _overlay_cases(prediction_folder, file_ending, selected)
-        written = []
-        for case in overlay_cases:
-            written += write_case_overlays(
-                case,
-                image_path=Path(images_folder) / f"{case}_0000{file_ending}",  # type: ignore[arg-type]
-                prediction_labels_path=_existing(prediction_folder / f"{case}{file_ending}"),
-                predicted_landmarks_path=_existing(prediction_folder / f"{case}{LANDMARK_SUFFIX}"),
-                reference_landmarks_path=None if reference_landmarks_folder is None
-                else _existing(Path(reference_landmarks_folder) / f"{case}{LANDMARK_SUFFIX}"),
-                output_folder=output_folder / "overlays",
-                spec=spec,
-                label_names={
-                    int(value): str(name) for name, value in dataset_json["labels"].items() if np.ndim(value) == 0
-                },
+    # Every result file is written to a hidden staging folder and moved in together at the end (summary.json last):
+    # an error or a kill leaves the previous run's results untouched, never a new CSV beside an old summary.
+    results = AtomicFileSet(output_folder, RESULT_FILES, last=(SUMMARY_FILE,))
+    with results as staging:
+        spec = LandmarkSpec.from_dataset_json(dataset_json) if has_landmarks_block(dataset_json) else None
+        if reference_labels_folder is not None:
+            summary["segmentation"] = _evaluate_segmentations(
+                prediction_folder, Path(reference_labels_folder), dataset_json, file_ending,
+                ignore_label, nsd_tolerance_mm, staging, selected, surface_metric,
             )
-        summary["overlays"] = {"folder": str(output_folder / "overlays"), "num_files": len(written)}
+        if reference_landmarks_folder is not None:
+            summary["landmarks"] = _evaluate_landmarks(
+                prediction_folder, Path(reference_landmarks_folder), spec, staging, selected, sdr_missed
+            )
+        if write_overlays:
+            from nnunet_babloss.overlays import write_case_overlays
 
-    summary_path = output_folder / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default))
-    return EvaluationResult(summary_path, summary)
+            overlay_cases = _overlay_cases(prediction_folder, file_ending, selected)
+            written = []
+            for case in overlay_cases:
+                written += write_case_overlays(
+                    case,
+                    image_path=Path(images_folder) / f"{case}_0000{file_ending}",  # type: ignore[arg-type]
+                    prediction_labels_path=_existing(prediction_folder / f"{case}{file_ending}"),
+                    predicted_landmarks_path=_existing(prediction_folder / f"{case}{LANDMARK_SUFFIX}"),
+                    reference_landmarks_path=None if reference_landmarks_folder is None
+                    else _existing(Path(reference_landmarks_folder) / f"{case}{LANDMARK_SUFFIX}"),
+                    output_folder=staging / OVERLAY_FOLDER,
+                    spec=spec,
+                    label_names={
+                        int(value): str(name) for name, value in dataset_json["labels"].items() if np.ndim(value) == 0
+                    },
+                )
+            summary["overlays"] = {"folder": str(output_folder / OVERLAY_FOLDER), "num_files": len(written)}
+
+        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default))
+        results.commit()
+    return EvaluationResult(output_folder / SUMMARY_FILE, summary)
 
 
 def _existing(path: Path) -> Path | None:

@@ -43,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from nnunet_babloss.atomic_output import AtomicFolder
 from nnunet_babloss.landmarks.geometry import ImageGeometry
 from nnunet_babloss.landmarks.io import read_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec
@@ -627,161 +628,170 @@ def generate_pseudo_labels(
     else:
         cases = available
     _check_output(source, output, mode, options.overwrite)
-    if mode == "dataset":
-        _copy_dataset(source, output, options.symlink_images)
-        labels_folder = output / "labelsTr"
-    else:
-        labels_folder = output
-    labels_folder.mkdir(parents=True, exist_ok=True)
-    # Every original label map first (a complete labelsTr); pseudo-labelled cases are overwritten below.
-    if (source / "labelsTr").is_dir():
-        for label_file in sorted((source / "labelsTr").glob(f"*{file_ending}")):
-            shutil.copy2(label_file, labels_folder / label_file.name)
+    # Everything is written to a hidden sibling of the output and renamed into place at the end: an error, Ctrl-C or
+    # SIGTERM leaves neither a dataset that looks complete nor the temporary folder.
+    output_writer = AtomicFolder(output, overwrite=options.overwrite)
+    with output_writer as staging:
+        if mode == "dataset":
+            _copy_dataset(source, staging, options.symlink_images)
+            labels_folder = staging / "labelsTr"
+        else:
+            labels_folder = staging
+        labels_folder.mkdir(parents=True, exist_ok=True)
+        # Every original label map first (a complete labelsTr); pseudo-labelled cases are overwritten below.
+        if (source / "labelsTr").is_dir():
+            for label_file in sorted((source / "labelsTr").glob(f"*{file_ending}")):
+                shutil.copy2(label_file, labels_folder / label_file.name)
 
-    rows: list[dict[str, Any]] = []
-    case_status: dict[str, dict[str, str]] = {}
-    progress_bar = None
-    iterator: Sequence[str] = cases
-    if options.progress:
-        from tqdm import tqdm
+        rows: list[dict[str, Any]] = []
+        case_status: dict[str, dict[str, str]] = {}
+        progress_bar = None
+        iterator: Sequence[str] = cases
+        if options.progress:
+            from tqdm import tqdm
 
-        progress_bar = tqdm(cases, desc="pseudo labels", unit="case")
-        iterator = progress_bar
-    for case in iterator:
-        image_path = source / "imagesTr" / f"{case}_{options.channel:04d}{file_ending}"
-        if not image_path.is_file():
-            raise FileNotFoundError(f"image of case {case!r} not found: {image_path}")
-        image_itk = sitk.ReadImage(str(image_path))
-        geometry = ImageGeometry.from_sitk(image_itk)
-        image_array = sitk.GetArrayFromImage(image_itk)
-        if image_array.ndim != geometry.dimension:
-            raise ValueError(f"{image_path}: multi-component images are not supported (shape {image_array.shape})")
-        landmark_path = landmark_folder / f"{case}.json"
-        landmark_set = read_landmarks(landmark_path, spec)
-        if landmark_set.dimension != geometry.dimension:
-            raise ValueError(
-                f"{landmark_path}: {landmark_set.dimension}D landmarks for a {geometry.dimension}D image {image_path}"
-            )
-        landmarks_vox = geometry.world_to_index(landmark_set.points_mm)
-        spacing = geometry.spacing_mm_array_order
-        label_path = source / "labelsTr" / f"{case}{file_ending}"
-        label_itk = sitk.ReadImage(str(label_path)) if label_path.is_file() else None
-        label_array = None if label_itk is None else sitk.GetArrayFromImage(label_itk)
-        if label_array is not None and label_array.shape != image_array.shape:
-            raise ValueError(
-                f"{label_path}: shape {label_array.shape} differs from image {image_path} {image_array.shape}"
-            )
-        has_mask = label_array is not None and bool(np.any(label_array != ignore_value))
-        kind = "both" if has_mask else "landmark_only"
-        case_status[case] = {}
-        if has_mask and not options.assess_reference_cases:
-            continue
-        image_unit = scale_intensity(image_array, options.intensity)
-        new_label = np.full(image_array.shape, ignore_value, dtype=np.int64)
-        for organ, names in organs.items():
-            choice = options.choice_for(organ)
-            organ_vox = landmarks_vox[[spec.index(name) for name in names]]
-            row: dict[str, Any] = {
-                "case": case,
-                "kind": kind,
-                "organ": organ,
-                "label": labels[organ],
-                "strategy": choice.strategy.value,
-                "num_landmarks": int((~np.isnan(organ_vox).any(axis=1)).sum()),
-            }
-            if row["num_landmarks"] < MIN_LANDMARKS[choice.strategy]:
-                row.update(status="skipped", reasons=f"{row['num_landmarks']} landmarks present")
-                rows.append(row)
-                case_status[case][organ] = "skipped"
+            progress_bar = tqdm(cases, desc="pseudo labels", unit="case")
+            iterator = progress_bar
+        for case in iterator:
+            image_path = source / "imagesTr" / f"{case}_{options.channel:04d}{file_ending}"
+            if not image_path.is_file():
+                raise FileNotFoundError(f"image of case {case!r} not found: {image_path}")
+            image_itk = sitk.ReadImage(str(image_path))
+            geometry = ImageGeometry.from_sitk(image_itk)
+            image_array = sitk.GetArrayFromImage(image_itk)
+            if image_array.ndim != geometry.dimension:
+                raise ValueError(f"{image_path}: multi-component images are not supported (shape {image_array.shape})")
+            landmark_path = landmark_folder / f"{case}.json"
+            landmark_set = read_landmarks(landmark_path, spec)
+            if landmark_set.dimension != geometry.dimension:
+                raise ValueError(
+                    f"{landmark_path}: {landmark_set.dimension}D landmarks for a {geometry.dimension}D image "
+                    f"{image_path}"
+                )
+            landmarks_vox = geometry.world_to_index(landmark_set.points_mm)
+            spacing = geometry.spacing_mm_array_order
+            label_path = source / "labelsTr" / f"{case}{file_ending}"
+            label_itk = sitk.ReadImage(str(label_path)) if label_path.is_file() else None
+            label_array = None if label_itk is None else sitk.GetArrayFromImage(label_itk)
+            if label_array is not None and label_array.shape != image_array.shape:
+                raise ValueError(
+                    f"{label_path}: shape {label_array.shape} differs from image {image_path} {image_array.shape}"
+                )
+            has_mask = label_array is not None and bool(np.any(label_array != ignore_value))
+            kind = "both" if has_mask else "landmark_only"
+            case_status[case] = {}
+            if has_mask and not options.assess_reference_cases:
                 continue
-            started = time.perf_counter()
-            result = segment_organ(image_unit, organ_vox, spacing, choice, backend)
-            reference = None if not has_mask else label_array == labels[organ]
-            quality = assess_mask(
-                result.mask,
-                organ_vox,
-                spacing,
-                options.thresholds,
-                predicted_iou=result.predicted_iou,
-                reference=reference,
-            )
-            seconds = time.perf_counter() - started
-            if has_mask:
-                status = "reference"
-            elif quality.implausible and not options.keep_implausible:
-                status = "implausible"
-            else:
-                status = "written"
-                new_label[result.mask] = labels[organ]
-            row.update(_quality_columns(quality), status=status, seconds=seconds)
-            rows.append(row)
-            case_status[case][organ] = status
-            if options.overlays:
-                title = f"{case} {organ} [{choice.strategy.value}] {status}" + (
-                    f" Dice {quality.dice:.3f}" if quality.dice is not None and not math.isnan(quality.dice) else ""
-                )
-                _overlay_for(
-                    output / OVERLAY_FOLDER / f"{case}__{organ}.png",
-                    image_unit,
-                    result,
+            image_unit = scale_intensity(image_array, options.intensity)
+            new_label = np.full(image_array.shape, ignore_value, dtype=np.int64)
+            for organ, names in organs.items():
+                choice = options.choice_for(organ)
+                organ_vox = landmarks_vox[[spec.index(name) for name in names]]
+                row: dict[str, Any] = {
+                    "case": case,
+                    "kind": kind,
+                    "organ": organ,
+                    "label": labels[organ],
+                    "strategy": choice.strategy.value,
+                    "num_landmarks": int((~np.isnan(organ_vox).any(axis=1)).sum()),
+                }
+                if row["num_landmarks"] < MIN_LANDMARKS[choice.strategy]:
+                    row.update(status="skipped", reasons=f"{row['num_landmarks']} landmarks present")
+                    rows.append(row)
+                    case_status[case][organ] = "skipped"
+                    continue
+                started = time.perf_counter()
+                result = segment_organ(image_unit, organ_vox, spacing, choice, backend)
+                reference = None if not has_mask else label_array == labels[organ]
+                quality = assess_mask(
+                    result.mask,
                     organ_vox,
-                    choice,
-                    title,
-                    reference,
+                    spacing,
+                    options.thresholds,
+                    predicted_iou=result.predicted_iou,
+                    reference=reference,
                 )
-        if not has_mask:
-            if options.known_background and complete_label_set and all(
-                case_status[case].get(organ) == "written" for organ in organs
-            ):
-                _fill_known_background(new_label, ignore_value, int(labels["background"]), spacing,
-                                       options.background_margin_mm)
-            max_value = max(int(value) for value in labels.values() if isinstance(value, int))
-            written = sitk.GetImageFromArray(new_label.astype(np.uint8 if max_value <= 255 else np.uint16))
-            written.CopyInformation(label_itk if label_itk is not None else image_itk)
-            if label_itk is not None:
-                written = sitk.Cast(written, label_itk.GetPixelID())
-            else:
-                written = sitk.Cast(written, _label_pixel_id(max_value))
-            sitk.WriteImage(written, str(labels_folder / f"{case}{file_ending}"), useCompression=True)
-    if progress_bar is not None:
-        progress_bar.close()
+                seconds = time.perf_counter() - started
+                if has_mask:
+                    status = "reference"
+                elif quality.implausible and not options.keep_implausible:
+                    status = "implausible"
+                else:
+                    status = "written"
+                    new_label[result.mask] = labels[organ]
+                row.update(_quality_columns(quality), status=status, seconds=seconds)
+                rows.append(row)
+                case_status[case][organ] = status
+                if options.overlays:
+                    title = f"{case} {organ} [{choice.strategy.value}] {status}" + (
+                        f" Dice {quality.dice:.3f}" if quality.dice is not None and not math.isnan(quality.dice) else ""
+                    )
+                    _overlay_for(
+                        staging / OVERLAY_FOLDER / f"{case}__{organ}.png",
+                        image_unit,
+                        result,
+                        organ_vox,
+                        choice,
+                        title,
+                        reference,
+                    )
+            if not has_mask:
+                if options.known_background and complete_label_set and all(
+                    case_status[case].get(organ) == "written" for organ in organs
+                ):
+                    _fill_known_background(new_label, ignore_value, int(labels["background"]), spacing,
+                                           options.background_margin_mm)
+                max_value = max(int(value) for value in labels.values() if isinstance(value, int))
+                written = sitk.GetImageFromArray(new_label.astype(np.uint8 if max_value <= 255 else np.uint16))
+                written.CopyInformation(label_itk if label_itk is not None else image_itk)
+                if label_itk is not None:
+                    written = sitk.Cast(written, label_itk.GetPixelID())
+                else:
+                    written = sitk.Cast(written, _label_pixel_id(max_value))
+                sitk.WriteImage(written, str(labels_folder / f"{case}{file_ending}"), useCompression=True)
+        if progress_bar is not None:
+            progress_bar.close()
 
-    report_folder = output
-    summary_csv = report_folder / SUMMARY_FILE
-    with summary_csv.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({column: _csv_value(row.get(column)) for column in SUMMARY_COLUMNS})
-    provenance = {
-        "tool": "nnUNetv2_bab_pseudo_labels",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "source_dataset": str(source.resolve()),
-        "output": str(output.resolve()),
-        "mode": mode,
-        "model": None if backend is None else backend.describe(),
-        "organs": {
-            organ: {"label": labels[organ], "landmarks": list(names), **options.choice_for(organ).as_dict()}
-            for organ, names in organs.items()
-        },
-        "thresholds": options.thresholds.as_dict(),
-        "keep_implausible": options.keep_implausible,
-        "known_background": options.known_background and complete_label_set,
-        "background_margin_mm": options.background_margin_mm,
-        "intensity": options.intensity if isinstance(options.intensity, str) else list(options.intensity),
-        "channel": options.channel,
-        "ignore_label": ignore_value,
-        "overlap_rule": "higher label value painted last",
-        "cases": case_status,
-        "counts": {
-            status: sum(1 for row in rows if row.get("status") == status)
-            for status in ("written", "implausible", "skipped", "reference")
-        },
-        "versions": _versions(),
-        "command_line": None if command_line is None else list(command_line),
-    }
-    provenance_json = report_folder / PROVENANCE_FILE
-    provenance_json.write_text(json.dumps(provenance, indent=2, default=str) + "\n", encoding="utf-8")
+        report_folder = staging
+        summary_csv = report_folder / SUMMARY_FILE
+        with summary_csv.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({column: _csv_value(row.get(column)) for column in SUMMARY_COLUMNS})
+        provenance = {
+            "tool": "nnUNetv2_bab_pseudo_labels",
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "source_dataset": str(source.resolve()),
+            "output": str(output.resolve()),
+            "mode": mode,
+            "model": None if backend is None else backend.describe(),
+            "organs": {
+                organ: {"label": labels[organ], "landmarks": list(names), **options.choice_for(organ).as_dict()}
+                for organ, names in organs.items()
+            },
+            "thresholds": options.thresholds.as_dict(),
+            "keep_implausible": options.keep_implausible,
+            "known_background": options.known_background and complete_label_set,
+            "background_margin_mm": options.background_margin_mm,
+            "intensity": options.intensity if isinstance(options.intensity, str) else list(options.intensity),
+            "channel": options.channel,
+            "ignore_label": ignore_value,
+            "overlap_rule": "higher label value painted last",
+            "cases": case_status,
+            "counts": {
+                status: sum(1 for row in rows if row.get("status") == status)
+                for status in ("written", "implausible", "skipped", "reference")
+            },
+            "versions": _versions(),
+            "command_line": None if command_line is None else list(command_line),
+        }
+        provenance_json = report_folder / PROVENANCE_FILE
+        provenance_json.write_text(json.dumps(provenance, indent=2, default=str) + "\n", encoding="utf-8")
+        output_writer.commit()
+    labels_folder = output / labels_folder.relative_to(staging)
+    summary_csv = output / SUMMARY_FILE
+    provenance_json = output / PROVENANCE_FILE
     return PseudoLabelReport(output, labels_folder, summary_csv, provenance_json, tuple(rows))
 
 

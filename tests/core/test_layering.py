@@ -20,6 +20,8 @@ PURE_MODULES = [
     "nnunet_babloss.splits",
     "nnunet_babloss.synthetic",
     "nnunet_babloss.evaluation",
+    "nnunet_babloss.atomic_output",
+    "nnunet_babloss.command_line",
 ]
 
 
