@@ -314,23 +314,21 @@ def print_warnings(report: ValidationReport, stream: TextIO | None = None) -> No
         print(issue, file=stream or sys.stderr)
 
 
-def run_and_report(args: argparse.Namespace, argv: Sequence[str] | None, action: Callable[[dict], Any]) -> Any | None:
+def run_and_report(
+    args: argparse.Namespace, argv: Sequence[str] | None, action: Callable[[dict], Any], *, prog: str
+) -> Any | None:
     """Run ``action(arguments)`` with the parsed arguments recorded for provenance, as both CLIs do.
 
-    Input errors are printed (a validation report lists every problem with its file) and give ``None``; on
-    success the report's warnings are printed and the action's result is returned.
+    Input errors are printed as one message (a validation report lists every problem with its file; see
+    :func:`nnunet_babloss.command_line.run_reporting_errors`, which every tool shares) and give ``None``; on success
+    the report's warnings are printed and the action's result is returned.
     """
-    from dataset_conversion.validation import DatasetValidationError
+    from nnunet_babloss.command_line import run_reporting_errors
 
     arguments = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
     arguments["argv"] = list(argv) if argv is not None else sys.argv[1:]
-    try:
-        result = action(arguments)
-    except DatasetValidationError as error:
-        print(error, file=sys.stderr)
-        return None
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    status, result = run_reporting_errors(prog, lambda: action(arguments))
+    if status != 0:
         return None
     print_warnings(result.report)
     return result
@@ -354,7 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs, settings = _build(args)
     except (ValueError, OSError) as error:
         parser.error(str(error))
-    result = run_and_report(args, argv, lambda arguments: convert_dataset(inputs, settings, arguments=arguments))
+    result = run_and_report(
+        args, argv, lambda arguments: convert_dataset(inputs, settings, arguments=arguments), prog=parser.prog
+    )
     if result is None:
         return 1
     verb, kinds = outcome(result)

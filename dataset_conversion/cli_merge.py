@@ -80,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
-    result = run_and_report(args, argv, lambda arguments: merge_datasets(args.inputs, settings, arguments=arguments))
+    result = run_and_report(
+        args, argv, lambda arguments: merge_datasets(args.inputs, settings, arguments=arguments), prog=parser.prog
+    )
     if result is None:
         return 1
     verb, kinds = outcome(result)

@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not segment cases that have a real mask (by default they are segmented for Dice only)",
     )
     parser.add_argument("--overlays", action="store_true", help="write overlay PNGs per case and organ")
-    parser.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a non-empty output folder (as a whole, at the end)"
+    )
     parser.add_argument("--symlink-images", action="store_true", help="new dataset: symlink images, do not copy")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -139,12 +141,19 @@ def parse_intensity(text: str) -> str | tuple[float, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 130 Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from pseudo_labels.pipeline import PseudoLabelOptions, generate_pseudo_labels, parse_strategy_spec
+    from nnunet_babloss.command_line import run_reporting_errors
+    from pseudo_labels.pipeline import (
+        PseudoLabelOptions,
+        PseudoLabelReport,
+        generate_pseudo_labels,
+        parse_strategy_spec,
+    )
     from pseudo_labels.quality import QualityThresholds
 
-    try:
+    def run() -> PseudoLabelReport:
         options = PseudoLabelOptions(
             default=parse_strategy_spec(args.default_strategy),
             per_organ=parse_organ_strategies(args.strategy),  # type: ignore[arg-type]
@@ -175,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         elif args.checkpoint is not None or args.model_type is not None:
             raise ValueError("--checkpoint/--model-type given with --backend none")
-        report = generate_pseudo_labels(
+        return generate_pseudo_labels(
             args.input,
             args.output_dataset if args.output_dataset is not None else args.labels_out,
             backend,
@@ -183,8 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             mode="dataset" if args.output_dataset is not None else "labels",
             command_line=["nnUNetv2_bab_pseudo_labels", *(sys.argv[1:] if argv is None else argv)],
         )
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        parser.exit(2, f"nnUNetv2_bab_pseudo_labels: error: {error}\n")
+
+    status, report = run_reporting_errors(parser.prog, run)
+    if report is None:
+        return status
     counts: dict[str, int] = {}
     for row in report.rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1

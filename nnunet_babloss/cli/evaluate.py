@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["build_parser", "main"]
+from nnunet_babloss.command_line import read_json_object, run_reporting_errors
+
+if TYPE_CHECKING:
+    from nnunet_babloss.evaluation import EvaluationResult
+
+__all__ = ["build_parser", "main", "read_dataset_json"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,22 +47,49 @@ def build_parser() -> argparse.ArgumentParser:
                         "(green o) landmarks; 3D images: the middle slice and every slice holding a landmark")
     parser.add_argument("-images", type=Path, default=None,
                         help="folder of the images <case>_0000<file_ending> (required with --overlays)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the traceback of an error (also with NNUNET_BABLOSS_TRACEBACK=1)")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from nnunet_babloss.evaluation import evaluate_folders
+def read_dataset_json(path: Path) -> dict:
+    """The dataset's ``dataset.json``, checked for what evaluation reads (``labels``, ``file_ending``).
 
-    dataset_json = json.loads(args.djfile.read_text())
-    result = evaluate_folders(
-        args.pred, dataset_json, args.ref_labels, args.ref_landmarks, args.o, nsd_tolerance_mm=args.nsd_tolerance_mm,
-        cases=args.cases, images_folder=args.images, write_overlays=args.overlays,
-        surface_metric=args.surface_metric, sdr_missed=args.sdr_missed,
-    )
-    print(json.dumps(result.summary, indent=2))
-    print(f"summary written to {result.summary_path}")
-    return 0
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: not JSON, not an object, or ``labels``/``file_ending`` missing or of the wrong type.
+    """
+    content = read_json_object(path, "-djfile")
+    if not isinstance(content.get("labels"), dict) or not content["labels"]:
+        raise ValueError(f'-djfile {path}: "labels" must be an object {{name: value}}, got {content.get("labels")!r}')
+    if not isinstance(content.get("file_ending"), str) or not content["file_ending"]:
+        raise ValueError(
+            f'-djfile {path}: "file_ending" must be a non-empty string, got {content.get("file_ending")!r}'
+        )
+    return content
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 130 Ctrl-C)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.nsd_tolerance_mm <= 0 or not math.isfinite(args.nsd_tolerance_mm):
+        parser.error(f"--nsd_tolerance_mm must be a positive number of mm, got {args.nsd_tolerance_mm}")
+
+    def evaluate() -> EvaluationResult:
+        from nnunet_babloss.evaluation import evaluate_folders
+
+        return evaluate_folders(
+            args.pred, read_dataset_json(args.djfile), args.ref_labels, args.ref_landmarks, args.o,
+            nsd_tolerance_mm=args.nsd_tolerance_mm, cases=args.cases, images_folder=args.images,
+            write_overlays=args.overlays, surface_metric=args.surface_metric, sdr_missed=args.sdr_missed,
+        )
+
+    status, result = run_reporting_errors(parser.prog, evaluate, verbose=args.verbose)
+    if result is not None:
+        print(json.dumps(result.summary, indent=2))
+        print(f"summary written to {result.summary_path}")
+    return status
 
 
 if __name__ == "__main__":

@@ -12,20 +12,16 @@ import argparse
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from nnunet_babloss.command_line import read_json_object, run_reporting_errors
 from nnunet_babloss.ext_trainers_path import with_ext_trainer_dir
-from nnunet_babloss.nnunet.checkpoint_loading import (
-    UNSAFE_LOAD_ENV_VAR,
-    UnsafeCheckpointError,
-    require_checkpoint_file_name,
-)
+from nnunet_babloss.nnunet.checkpoint_loading import UNSAFE_LOAD_ENV_VAR, require_checkpoint_file_name
 
-__all__ = ["PredictionSettings", "build_parser", "main", "predict_with_landmarks"]
+__all__ = ["PredictionSettings", "build_parser", "check_input_images", "main", "predict_with_landmarks"]
 
 DEFAULT_LANDMARK_THRESHOLD = 0.3  # the predictor's default (kept here so --help needs no heavy import)
 _DEVICES = ("cuda", "cpu", "mps")
@@ -107,8 +103,9 @@ def predict_with_landmarks(settings: PredictionSettings) -> Path:
         ``provenance.json`` with arguments, versions and checkpoint hashes).
 
     Raises:
-        FileNotFoundError: the input folder or the trained model does not exist.
-        ValueError: the model has no landmark heatmap head, or a setting is invalid.
+        FileNotFoundError: the input folder, the trained model or a fold's checkpoint does not exist.
+        ValueError: no input image has the model's file ending, an image lacks a channel, the model has no
+            landmark heatmap head, or a setting is invalid.
         UnsafeCheckpointError: a checkpoint holds more than nnU-Net's weights and numbers (refused, not executed).
     """
     import torch
@@ -117,16 +114,33 @@ def predict_with_landmarks(settings: PredictionSettings) -> Path:
     from nnunet_babloss.nnunet.predictor import nnUNetLandmarkPredictor
 
     if not settings.input_folder.is_dir():
-        raise FileNotFoundError(f"input folder not found: {settings.input_folder}")
+        raise FileNotFoundError(f"-i: input folder not found: {settings.input_folder}")
+    if settings.output_folder.exists() and not settings.output_folder.is_dir():
+        raise NotADirectoryError(f"-o: {settings.output_folder} exists and is not a folder")
     uv_queries = _read_uv_queries(settings.query_uv) if settings.query_uv is not None else None
+    if not os.environ.get("nnUNet_results"):
+        raise ValueError("the environment variable nnUNet_results is not set; it must name the trained models' folder")
     # Our trainer classes must be found by nnU-Net's trainer lookup (it reads the variable when called).
     os.environ.update(with_ext_trainer_dir(os.environ))
-    model_folder = Path(get_output_folder(settings.dataset, settings.trainer, settings.plans, settings.configuration))
+    try:
+        model_folder = Path(
+            get_output_folder(settings.dataset, settings.trainer, settings.plans, settings.configuration)
+        )
+    except RuntimeError:  # nnU-Net's lookup of the dataset id; its message is a page long
+        raise ValueError(
+            f"-d {settings.dataset}: no such dataset in nnUNet_raw, nnUNet_preprocessed or nnUNet_results "
+            f"({os.environ.get('nnUNet_results')})"
+        ) from None
     if not model_folder.is_dir():
         raise FileNotFoundError(
             f"trained model not found: {model_folder} (dataset {settings.dataset!r}, trainer {settings.trainer!r}, "
             f"plans {settings.plans!r}, configuration {settings.configuration!r}; is nnUNet_results set?)"
         )
+    check_input_images(settings.input_folder, model_folder / "dataset.json")
+    for fold in settings.folds:
+        checkpoint = model_folder / f"fold_{fold}" / settings.checkpoint
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"-f {fold} -chk {settings.checkpoint}: checkpoint not found: {checkpoint}")
     if settings.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     elif settings.device == "cuda":
@@ -169,6 +183,47 @@ def predict_with_landmarks(settings: PredictionSettings) -> Path:
     return settings.output_folder
 
 
+def check_input_images(input_folder: Path, dataset_json_path: Path) -> list[str]:
+    """The cases of ``input_folder`` (``<case>_XXXX<file_ending>``, one file per channel of the training dataset).
+
+    Raises:
+        FileNotFoundError: the model's ``dataset.json`` is missing.
+        ValueError: ``dataset.json`` lacks ``file_ending``/``channel_names``; the input folder holds no file with the
+            file ending; a file name lacks the ``_XXXX`` channel suffix; a case lacks a channel or has an extra one.
+    """
+    dataset_json = read_json_object(dataset_json_path, "the trained model's dataset.json")
+    file_ending = dataset_json.get("file_ending")
+    channels = dataset_json.get("channel_names", dataset_json.get("modality"))
+    if not isinstance(file_ending, str) or not file_ending or not isinstance(channels, dict) or not channels:
+        raise ValueError(f'{dataset_json_path}: needs "file_ending" and "channel_names"')
+    files = sorted(path.name for path in input_folder.iterdir() if path.is_file() and path.name.endswith(file_ending))
+    if not files:
+        others = sorted(path.name for path in input_folder.iterdir() if not path.name.startswith("."))
+        found = f"it holds {len(others)} other entries, e.g. {others[:3]}" if others else "it is empty"
+        raise ValueError(
+            f"-i {input_folder}: no image ends in the model's file ending {file_ending!r} (from {dataset_json_path}); "
+            f"{found}"
+        )
+    expected = {f"{int(channel):04d}" for channel in channels}
+    cases: dict[str, set[str]] = {}
+    for name in files:
+        stem = name[: -len(file_ending)]
+        case, separator, channel = stem.rpartition("_")
+        if not separator or not case or len(channel) != 4 or not channel.isdigit():
+            raise ValueError(
+                f"{input_folder / name}: image names must be <case>_XXXX{file_ending} with a 4-digit channel number "
+                f"(channels {sorted(expected)} from {dataset_json_path})"
+            )
+        cases.setdefault(case, set()).add(channel)
+    for case, found_channels in sorted(cases.items()):
+        if found_channels != expected:
+            raise ValueError(
+                f"-i {input_folder}: case {case!r} has channels {sorted(found_channels)}, the model needs "
+                f"{sorted(expected)} (channel_names of {dataset_json_path})"
+            )
+    return sorted(cases)
+
+
 def _read_uv_queries(path: Path) -> dict:
     """The ``--query_uv`` file: ``{label name: {landmark name: [u, v] or trained landmark name}}``.
 
@@ -176,15 +231,7 @@ def _read_uv_queries(path: Path) -> dict:
         FileNotFoundError: the file does not exist.
         ValueError: not JSON or not an object (the entries are checked against the model's template later).
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"--query_uv file not found: {path}")
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON: {error}") from error
-    if not isinstance(content, dict):
-        raise ValueError(f"{path}: must hold an object {{label name: {{landmark name: [u, v]}}}}, got {type(content).__name__}")
-    return content
+    return read_json_object(path, "--query_uv")
 
 
 def _write_provenance(settings: PredictionSettings, model_folder: Path) -> None:
@@ -277,24 +324,28 @@ def _fold(value: str) -> int | str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = PredictionSettings(
-        input_folder=args.i, output_folder=args.o, dataset=args.d, configuration=args.c, trainer=args.tr,
-        plans=args.p, folds=tuple(_fold(value) for value in args.f), step_size=args.step_size,
-        use_mirroring=not args.disable_tta, verbose=args.verbose, save_probabilities=args.save_probabilities,
-        continue_prediction=args.continue_prediction, checkpoint=args.chk, num_processes_preprocessing=args.npp,
-        num_processes_export=args.nps, previous_stage_predictions=args.prev_stage_predictions,
-        num_parts=args.num_parts, part_id=args.part_id, device=args.device,
-        progress_bar=not args.disable_progress_bar, perform_everything_on_device=not args.not_on_device,
-        landmark_threshold=args.landmark_threshold, save_slicer=args.save_slicer, query_uv=args.query_uv,
-    )
+    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 130 Ctrl-C)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        output_folder = predict_with_landmarks(settings)
-    except UnsafeCheckpointError as error:
-        print(f"nnUNetv2_bab_predict: error: {error}", file=sys.stderr)
-        return 1
-    print(f"segmentations and landmark files written to {output_folder}")
-    return 0
+        settings = PredictionSettings(
+            input_folder=args.i, output_folder=args.o, dataset=args.d, configuration=args.c, trainer=args.tr,
+            plans=args.p, folds=tuple(_fold(value) for value in args.f), step_size=args.step_size,
+            use_mirroring=not args.disable_tta, verbose=args.verbose, save_probabilities=args.save_probabilities,
+            continue_prediction=args.continue_prediction, checkpoint=args.chk, num_processes_preprocessing=args.npp,
+            num_processes_export=args.nps, previous_stage_predictions=args.prev_stage_predictions,
+            num_parts=args.num_parts, part_id=args.part_id, device=args.device,
+            progress_bar=not args.disable_progress_bar, perform_everything_on_device=not args.not_on_device,
+            landmark_threshold=args.landmark_threshold, save_slicer=args.save_slicer, query_uv=args.query_uv,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    status, output_folder = run_reporting_errors(
+        parser.prog, lambda: predict_with_landmarks(settings), verbose=args.verbose
+    )
+    if status == 0:
+        print(f"segmentations and landmark files written to {output_folder}")
+    return status
 
 
 if __name__ == "__main__":

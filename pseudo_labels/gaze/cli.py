@@ -84,12 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 130 Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from nnunet_babloss.command_line import run_reporting_errors
     from pseudo_labels.gaze.crf import CrfSettings
-    from pseudo_labels.gaze.pipeline import GazePseudoLabelSettings, generate_gaze_dataset
+    from pseudo_labels.gaze.pipeline import GazeDatasetResult, GazePseudoLabelSettings, generate_gaze_dataset
 
-    try:
+    def run() -> GazeDatasetResult:
         settings = GazePseudoLabelSettings(
             thresholds=parse_thresholds(args.thresholds),
             sigma_at_reference_px=args.sigma,
@@ -100,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spacing = None
         if args.pixel_spacing is not None:
             spacing = args.pixel_spacing[0] if len(args.pixel_spacing) == 1 else tuple(args.pixel_spacing)
-        result = generate_gaze_dataset(
+        return generate_gaze_dataset(
             args.images,
             args.gaze,
             args.dataset_id,
@@ -116,8 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
             arguments={"command_line": ["nnUNetv2_bab_gaze_pseudo_labels", *(sys.argv[1:] if argv is None else argv)]},
         )
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        parser.exit(2, f"nnUNetv2_bab_gaze_pseudo_labels: error: {error}\n")
+
+    status, result = run_reporting_errors(parser.prog, run)
+    if result is None:
+        return status
     for warning in result.warnings:
         print(warning)
     origin = "SIMULATED gaze" if result.simulated else "gaze"

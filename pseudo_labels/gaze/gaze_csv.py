@@ -27,6 +27,7 @@ Pure numpy: no nnU-Net import.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Collection, Iterable, Mapping
@@ -159,18 +160,28 @@ def read_gaze_csv(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        GazeCsvError: missing required columns, or any bad row: empty ``IMAGE``, unknown image, a non-numeric
-            value, coordinates outside ``[0, 1]``, a negative or non-finite duration, a fixation index that is not a
-            positive integer or repeats within an image, a non-positive or inconsistent image size, or an empty file.
+        GazeCsvError: a binary (NUL bytes) or non-UTF-8 file, missing required columns, or any bad row: empty
+            ``IMAGE``, unknown image, a non-numeric value, coordinates outside ``[0, 1]``, a negative or non-finite
+            duration, a fixation index that is not a positive integer or repeats within an image, a non-positive or
+            inconsistent image size, or an empty file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: gaze CSV not found")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        header_line = handle.readline()
-        handle.seek(0)
-        delimiter = "\t" if header_line.count("\t") > header_line.count(",") else ","
-        reader = csv.DictReader(handle, delimiter=delimiter)
+    content = path.read_bytes()
+    nul = content.find(b"\x00")
+    if nul >= 0:
+        raise GazeCsvError(path, [f"holds NUL bytes (the first at byte {nul}): a binary file, not a CSV"])
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise GazeCsvError(path, [f"not UTF-8 text (byte {error.start}): a binary file, or save it as UTF-8"]) from None
+    handle = io.StringIO(text, newline="")
+    header_line = handle.readline()
+    handle.seek(0)
+    delimiter = "\t" if header_line.count("\t") > header_line.count(",") else ","
+    reader = csv.DictReader(handle, delimiter=delimiter)
+    try:
         columns = [name.strip() for name in (reader.fieldnames or [])]
         missing = [name for name in REQUIRED_COLUMNS if name not in columns]
         if missing:
@@ -180,6 +191,8 @@ def read_gaze_csv(
             )
         rows = [({(key or "").strip(): (value or "").strip() for key, value in row.items()}, number)
                 for number, row in enumerate(reader, start=2)]
+    except csv.Error as error:
+        raise GazeCsvError(path, [f"line {reader.line_num}: not readable as CSV ({error})"]) from None
     problems: list[str] = []
     known = None if known_images is None else set(known_images)
     grouped: dict[str, list[dict[str, float | int | str | None]]] = {}
