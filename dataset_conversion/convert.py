@@ -595,6 +595,7 @@ def convert_dataset(
     target = check_output_folder(
         raw_folder, settings.dataset_id, settings.dataset_name, overwrite=settings.overwrite, report=report
     )
+    _check_output_outside_inputs(target, inputs, report)
     encoding = _encoding(inputs, settings)
     plans = _plan_cases(inputs, settings, report)
     _load_landmarks(plans, inputs, report)
@@ -725,6 +726,31 @@ def convert_dataset(
         dataset_json=dataset_json,
         seconds=time.perf_counter() - started,
     )
+
+
+def _input_folders(inputs: ConversionInputs) -> list[Path]:
+    """Every folder whose files the conversion lists (images, masks, landmark files; not a single landmark file's)."""
+    folders = list(inputs.image_folders)
+    for source in (inputs.masks, inputs.landmarks):
+        folders += [Path(value) for value in getattr(source, "folders", {}).values()]
+        folder = getattr(source, "folder", None)
+        if folder is not None:
+            folders.append(Path(folder))
+    return folders
+
+
+def _check_output_outside_inputs(target: Path, inputs: ConversionInputs, report: ValidationReport) -> None:
+    """The dataset must not be written into a folder it reads: the next run would read its own output."""
+    resolved = target.resolve()
+    for folder in _input_folders(inputs):
+        source = folder.resolve()
+        if resolved == source or source in resolved.parents:
+            report.error(
+                target,
+                f"the output dataset lies inside the input folder {folder}; the next conversion would read it as "
+                "input. Choose an nnUNet_raw (--raw-folder) outside the inputs",
+            )
+            return
 
 
 def _settings_record(settings: ConversionSettings) -> dict[str, Any]:

@@ -176,7 +176,8 @@ def read_image(
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: unknown format, unreadable file, a natural image without (or a medical image with) a stated
-            pixel spacing, a colour image, a folder without exactly one DICOM series, or a 4D/vector image.
+            pixel spacing, a colour image, a folder without exactly one DICOM series, a 4D/vector image, or NaN or
+            infinite pixels.
     """
     path = Path(path)
     if not path.exists():
@@ -207,12 +208,28 @@ def read_image(
         image = _colour_to_grey(image, path)
     if image.GetDimension() not in (2, 3):
         raise ValueError(f"{path}: only 2D and 3D images are supported, got a {image.GetDimension()}D image")
+    _check_finite(image, path)
     if natural:
         spacing_mm = resolve_pixel_spacing(pixel_spacing_mm, image.GetDimension(), str(path))  # type: ignore[arg-type]
         image.SetSpacing(spacing_mm)
         image.SetOrigin((0.0,) * image.GetDimension())
         image.SetDirection(tuple(np.eye(image.GetDimension()).ravel().tolist()))
     return image
+
+
+def _check_finite(image: sitk.Image, path: Path) -> None:
+    """NaN or infinite pixels would make nnU-Net's normalisation and every loss NaN; refuse them here."""
+    if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
+        return
+    array = sitk.GetArrayViewFromImage(image)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        first = tuple(int(index) for index in bad[0][::-1])  # ITK order (x, y[, z]), as image viewers show it
+        raise ValueError(
+            f"{path}: {len(bad)} pixel(s) are NaN or infinite (the first at index (x, y[, z]) = {first}); "
+            "replace them (e.g. by the background value) before converting"
+        )
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:

@@ -55,6 +55,8 @@ __all__ = ["MergeResult", "MergeSettings", "MissingLabelPolicy", "merge_datasets
 MissingLabelPolicy = Literal["error", "background", "ignore"]
 _MISSING_LABEL_POLICIES = ("error", "background", "ignore")
 _REQUIRED_KEYS = ("labels", "channel_names", "numTraining", "file_ending")
+# Above this ratio of two datasets' spacings (along any axis) merging warns: nnU-Net would resample one of them a lot.
+_SPACING_RATIO_WARNING = 1.5
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,7 @@ def _check_compatible(sources: list[_Source], settings: MergeSettings, report: V
                     "are the same modality",
                 )
     dimensions = {}
+    headers: dict[str, tuple[Path, tuple[float, ...], str]] = {}
     for source in sources:
         image = source.folder / "imagesTr" / f"{source.cases[0]}_0000{source.file_ending}"
         reader = sitk.ImageFileReader()
@@ -247,8 +250,42 @@ def _check_compatible(sources: list[_Source], settings: MergeSettings, report: V
             report.error(image, f"cannot read the image header: {str(error).strip().splitlines()[-1]}")
             continue
         dimensions[source.name] = reader.GetDimension()
+        headers[source.name] = (image, tuple(reader.GetSpacing()), sitk.GetPixelIDValueAsString(reader.GetPixelID()))
     if len(set(dimensions.values())) > 1:
         report.error("", f"the datasets mix 2D and 3D images: {dimensions}")
+    elif len(headers) > 1:
+        _warn_about_different_images(headers, report)
+
+
+def _warn_about_different_images(
+    headers: Mapping[str, tuple[Path, tuple[float, ...], str]], report: ValidationReport
+) -> None:
+    """Warn (merge-spacing, merge-pixel-type) where the datasets' first images look like different acquisitions.
+
+    Channel names are checked elsewhere; converters name every channel ``image`` unless told otherwise, so X-rays
+    and cephalograms arrive with the same name. Their spacings and pixel types still tell them apart.
+    """
+    (first_name, (first_image, first_spacing, first_type)), *others = headers.items()
+    for name, (image, spacing, pixel_type) in others:
+        ratio = max(max(a, b) / min(a, b) for a, b in zip(spacing, first_spacing) if min(a, b) > 0)
+        if ratio > _SPACING_RATIO_WARNING:
+            report.warning(
+                image,
+                f"merge-spacing: spacing {_rounded_mm(spacing)} mm differs {ratio:.1f}-fold from {first_name}'s "
+                f"{_rounded_mm(first_spacing)} mm ({first_image.name}); nnU-Net resamples every case to one target "
+                "spacing, so one dataset is strongly resampled. Check both spacings (is one nominal?)",
+            )
+        if pixel_type != first_type:
+            report.warning(
+                image,
+                f"merge-pixel-type: pixel type {pixel_type!r} differs from {first_name}'s {first_type!r} "
+                f"({first_image.name}): different modalities or scanners? nnU-Net normalises all images of a channel "
+                "name alike; give different modalities different channel names",
+            )
+
+
+def _rounded_mm(spacing: Sequence[float]) -> list[float]:
+    return [float(f"{value:.4g}") for value in spacing]
 
 
 @dataclass
