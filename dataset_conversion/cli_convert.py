@@ -316,22 +316,22 @@ def print_warnings(report: ValidationReport, stream: TextIO | None = None) -> No
 
 def run_and_report(
     args: argparse.Namespace, argv: Sequence[str] | None, action: Callable[[dict], Any], *, prog: str
-) -> Any | None:
+) -> tuple[int, Any | None]:
     """Run ``action(arguments)`` with the parsed arguments recorded for provenance, as both CLIs do.
 
     Input errors are printed as one message (a validation report lists every problem with its file; see
-    :func:`nnunet_babloss.command_line.run_reporting_errors`, which every tool shares) and give ``None``; on success
-    the report's warnings are printed and the action's result is returned.
+    :func:`nnunet_babloss.command_line.run_reporting_errors`, which every tool shares) and give ``(1, None)``
+    (``(128 + signal, None)`` when interrupted); on success the report's warnings are printed and ``(0, result)``
+    is returned.
     """
     from nnunet_babloss.command_line import run_reporting_errors
 
     arguments = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
     arguments["argv"] = list(argv) if argv is not None else sys.argv[1:]
     status, result = run_reporting_errors(prog, lambda: action(arguments))
-    if status != 0:
-        return None
-    print_warnings(result.report)
-    return result
+    if status == 0:
+        print_warnings(result.report)
+    return status, result
 
 
 def outcome(result: Any) -> tuple[str, dict[str, int]]:
@@ -343,7 +343,7 @@ def outcome(result: Any) -> tuple[str, dict[str, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line tool; returns the exit status (0 ok, 1 invalid input, 2 bad arguments)."""
+    """Run the command line tool; returns the exit status (0 ok, 1 invalid input, 2 bad arguments, 128 + signal)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from dataset_conversion.convert import convert_dataset
@@ -352,11 +352,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs, settings = _build(args)
     except (ValueError, OSError) as error:
         parser.error(str(error))
-    result = run_and_report(
+    status, result = run_and_report(
         args, argv, lambda arguments: convert_dataset(inputs, settings, arguments=arguments), prog=parser.prog
     )
     if result is None:
-        return 1
+        return status
     verb, kinds = outcome(result)
     print(
         f"{verb}: {len(result.annotations)} training cases {kinds}, {len(result.test_cases)} test cases, "

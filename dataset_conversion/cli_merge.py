@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line tool; returns the exit status (0 ok, 1 invalid input, 2 bad arguments)."""
+    """Run the command line tool; returns the exit status (0 ok, 1 invalid input, 2 bad arguments, 128 + signal)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from dataset_conversion.merge import MergeSettings, merge_datasets
@@ -80,11 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
-    result = run_and_report(
+    status, result = run_and_report(
         args, argv, lambda arguments: merge_datasets(args.inputs, settings, arguments=arguments), prog=parser.prog
     )
     if result is None:
-        return 1
+        return status
     verb, kinds = outcome(result)
     print(f"{verb}: {len(result.annotations)} training cases {kinds}, {result.report.summary()}, "
           f"{result.seconds:.1f} s")

@@ -141,7 +141,7 @@ def parse_intensity(text: str) -> str | tuple[float, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 130 Ctrl-C)."""
+    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 128 + signal)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from nnunet_babloss.command_line import run_reporting_errors

@@ -70,7 +70,7 @@ def read_dataset_json(path: Path) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 130 Ctrl-C)."""
+    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 128 + signal)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.nsd_tolerance_mm <= 0 or not math.isfinite(args.nsd_tolerance_mm):

@@ -324,7 +324,7 @@ def _fold(value: str) -> int | str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 130 Ctrl-C)."""
+    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 128 + signal)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 130 Ctrl-C)."""
+    """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 128 + signal)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from nnunet_babloss.command_line import run_reporting_errors
