@@ -21,7 +21,8 @@ The originals are never modified: the output is either a new raw dataset (``mode
 images optionally symlinked, ``labelsTr`` rewritten) or a new labels folder (``mode="labels"``: a drop-in
 replacement for ``labelsTr``). Beside the labels: ``pseudo_labels_provenance.json`` (model, checkpoint SHA-256,
 strategy and settings per organ, thresholds, versions, arguments), ``pseudo_labels_summary.csv`` (one row per case
-and organ) and, on request, ``pseudo_labels_overlays/<case>__<organ>.png``.
+and organ) and, on request, ``pseudo_labels_overlays/<case>__<organ>.png``. The output appears all at once
+(:mod:`nnunet_babloss.atomic_output`): a failed, interrupted or terminated run leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -358,7 +359,7 @@ class PseudoLabelOptions:
         cases: Case identifiers to process (default: every case with a landmark file).
         assess_reference_cases: Also segment cases that have a real mask, for Dice only (labels untouched).
         overlays: Write overlay PNGs.
-        overwrite: Allow writing into a non-empty output folder.
+        overwrite: Replace a non-empty output folder (as a whole, once everything is written).
         symlink_images: ``dataset`` mode: symlink image files instead of copying them.
         progress: Show a tqdm progress bar.
     """

@@ -25,6 +25,8 @@ __all__ = ["PredictionSettings", "build_parser", "check_input_images", "main", "
 
 DEFAULT_LANDMARK_THRESHOLD = 0.3  # the predictor's default (kept here so --help needs no heavy import)
 _DEVICES = ("cuda", "cpu", "mps")
+# File endings whose headers SimpleITK reads (nnU-Net's readers for them are SimpleITK or read the same files).
+_HEADER_CHECKED_ENDINGS = (".nii.gz", ".nii", ".mha", ".nrrd", ".png", ".bmp", ".tif", ".tiff")
 
 
 def _environment_int(name: str, default: int) -> int:
@@ -100,7 +102,8 @@ def predict_with_landmarks(settings: PredictionSettings) -> Path:
 
     Returns:
         The output folder (segmentations, ``<case>.json`` landmark files, nnU-Net's argument/plans copies and a
-        ``provenance.json`` with arguments, versions and checkpoint hashes).
+        ``provenance.json`` with arguments, versions, checkpoint hashes and ``"complete": true`` once every case is
+        written).
 
     Raises:
         FileNotFoundError: the input folder, the trained model or a fold's checkpoint does not exist.
@@ -165,7 +168,8 @@ def predict_with_landmarks(settings: PredictionSettings) -> Path:
         # The canonical frame of each structure, so that users can define new landmarks as uv coordinates.
         template_path = settings.output_folder / "denseseg_template.json"
         template_path.write_text(json.dumps(predictor.denseseg_template.to_json(), indent=2) + "\n")
-    _write_provenance(settings, model_folder)
+    provenance = _provenance(settings, model_folder)
+    _write_provenance(settings.output_folder, provenance, complete=False)
     previous = None if settings.previous_stage_predictions is None else str(settings.previous_stage_predictions)
     if settings.num_processes_preprocessing == 0 and settings.num_processes_export == 0:
         predictor.predict_from_files_sequential(
@@ -180,6 +184,7 @@ def predict_with_landmarks(settings: PredictionSettings) -> Path:
             num_processes_segmentation_export=max(1, settings.num_processes_export),
             folder_with_segs_from_prev_stage=previous, num_parts=settings.num_parts, part_id=settings.part_id,
         )
+    _write_provenance(settings.output_folder, provenance, complete=True)
     return settings.output_folder
 
 
@@ -189,7 +194,8 @@ def check_input_images(input_folder: Path, dataset_json_path: Path) -> list[str]
     Raises:
         FileNotFoundError: the model's ``dataset.json`` is missing.
         ValueError: ``dataset.json`` lacks ``file_ending``/``channel_names``; the input folder holds no file with the
-            file ending; a file name lacks the ``_XXXX`` channel suffix; a case lacks a channel or has an extra one.
+            file ending; a file name lacks the ``_XXXX`` channel suffix; a case lacks a channel or has an extra one;
+            an image header cannot be read.
     """
     dataset_json = read_json_object(dataset_json_path, "the trained model's dataset.json")
     file_ending = dataset_json.get("file_ending")
@@ -221,6 +227,19 @@ def check_input_images(input_folder: Path, dataset_json_path: Path) -> list[str]
                 f"-i {input_folder}: case {case!r} has channels {sorted(found_channels)}, the model needs "
                 f"{sorted(expected)} (channel_names of {dataset_json_path})"
             )
+    if file_ending.lower() in _HEADER_CHECKED_ENDINGS:
+        # nnU-Net reads images in worker processes, where a corrupt file ends in a worker's traceback and a hang or
+        # a "background worker died"; reading every header here (milliseconds each) names the file instead.
+        import SimpleITK as sitk
+
+        for name in files:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(input_folder / name))
+            try:
+                reader.ReadImageInformation()
+            except RuntimeError as error:
+                reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
+                raise ValueError(f"{input_folder / name}: cannot read the image header ({reason})") from None
     return sorted(cases)
 
 
@@ -234,20 +253,32 @@ def _read_uv_queries(path: Path) -> dict:
     return read_json_object(path, "--query_uv")
 
 
-def _write_provenance(settings: PredictionSettings, model_folder: Path) -> None:
+def _provenance(settings: PredictionSettings, model_folder: Path) -> dict:
+    """Arguments, model folder, checkpoint hashes and versions (hashed once: checkpoints can be large)."""
     checkpoints = {}
     for fold in settings.folds:
         path = model_folder / f"fold_{fold}" / settings.checkpoint
         if path.is_file():
             checkpoints[str(path)] = _file_sha256(path)
-    content = {
+    return {
         "command": "nnUNetv2_bab_predict",
         "settings": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(settings).items()},
         "model_folder": str(model_folder),
         "checkpoint_sha256": checkpoints,
         "versions": {name: _package_version(name) for name in ("nnunet-babloss", "nnunetv2", "torch")},
     }
-    (settings.output_folder / "provenance.json").write_text(json.dumps(content, indent=2, default=list) + "\n")
+
+
+def _write_provenance(output_folder: Path, provenance: dict, *, complete: bool) -> None:
+    """``provenance.json``, written before predicting with ``"complete": false`` and rewritten at the end.
+
+    Predictions are written case by case (as nnU-Net does, so that ``--continue_prediction`` can resume), so the
+    folder of a killed run holds some cases: ``"complete"`` is the marker that tells a reader whether it is whole.
+    """
+    path = output_folder / "provenance.json"
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    staging.write_text(json.dumps({"complete": complete, **provenance}, indent=2, default=list) + "\n")
+    staging.replace(path)  # never a half-written provenance
 
 
 def build_parser() -> argparse.ArgumentParser:

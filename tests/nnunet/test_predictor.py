@@ -298,6 +298,8 @@ def test_cli_repeats_the_demo_segmentations_and_writes_landmarks(demo_run, nnune
         np.testing.assert_allclose(slicer.points_mm, np.pad(landmarks.points_mm, ((0, 0), (0, 1))), atol=1e-9)
     provenance = json.loads((output / "provenance.json").read_text())
     assert len(next(iter(provenance["checkpoint_sha256"].values()))) == 64
+    assert provenance["complete"] is True  # rewritten after the last case (a killed run leaves false)
+    assert not [path.name for path in output.iterdir() if path.name.startswith(".")]
 
 
 @pytest.fixture()

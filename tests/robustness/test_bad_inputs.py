@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -117,6 +118,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(dataset / "labelsTr", prediction)
     (prediction / "c2.nii.gz").unlink()  # landmark-only: its label map is all 'ignore', no reference
     shutil.copytree(prediction, root / "reference_labels")
+    # An earlier evaluation's results: a failed or killed evaluation must leave them exactly as they are.
+    _write(root / "eval_out/summary.json", '{"old": true}')
+    _write(root / "eval_out/segmentation_per_case.csv", "old")
     shutil.copytree(dataset / "landmarksTr", prediction, dirs_exist_ok=True)  # perfect predictions
 
     gaze = root / "gaze"
@@ -664,6 +668,12 @@ def _(w: Path):
     return predict_args(w), [str(w / "predict_in"), "'c0'", "0001", "channel_names"]
 
 
+@_case("predict", "corrupt input image")
+def _(w: Path):
+    _write(w / "predict_in/c0_0000.nii.gz", b"not an image")
+    return predict_args(w), [str(w / "predict_in/c0_0000.nii.gz"), "cannot read"]
+
+
 @_case("predict", "unknown dataset id")
 def _(w: Path):
     return _with(predict_args(w), "-d", "555"), ["-d 555", "no such dataset"]
@@ -916,8 +926,14 @@ def test_the_valid_workspace_passes(workspace: Path, capsys: pytest.CaptureFixtu
                             ("evaluate", evaluate_args(workspace))):
         status, out, err = _run(tool, arguments, capsys)
         assert status == 0, f"{tool}: {out[-2000:]}{err[-2000:]}"
+    assert "segmentation" in json.loads((workspace / "eval_out/summary.json").read_text())  # replaced
     hidden = [path for path in workspace.rglob(".*") if ".tmp-" in path.name or ".old-" in path.name]
     assert hidden == []
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in ("out_raw/Dataset004_New", "raw/Dataset005_Merged", "pseudo_out", "gaze_raw/Dataset007_G"):
+        # The user's umask, as nnU-Net's own outputs (not mkdtemp's 0700).
+        assert stat.S_IMODE((workspace / written).stat().st_mode) == 0o777 & ~umask, written
 
 
 def test_catalogue_counts() -> None:
@@ -1002,10 +1018,7 @@ raise SystemExit(importlib.import_module(tool_module).main())
 def test_a_killed_run_leaves_nothing(tool: str, signal_number: int, workspace: Path) -> None:
     arguments = {"pseudo_labels": pseudo_args, "evaluate": evaluate_args, "convert": convert_args,
                  "gaze": gaze_args}[tool](workspace)
-    if tool == "evaluate":  # an earlier run's results must survive a killed one unchanged
-        (workspace / "eval_out").mkdir()
-        _write(workspace / "eval_out/summary.json", "old")
-    before = _files(workspace)
+    before = _files(workspace)  # evaluate: with an earlier run's results, which must survive unchanged
     process = subprocess.Popen(
         [sys.executable, "-c", _SLOW_RUNNER, *_SLOW[tool], MODULES[tool], *arguments], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
