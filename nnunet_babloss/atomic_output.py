@@ -28,7 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
 
-__all__ = ["AtomicFileSet", "AtomicFolder", "Terminated", "make_hidden_folder", "termination_raises"]
+__all__ = [
+    "AtomicFileSet", "AtomicFolder", "Terminated", "make_hidden_folder", "make_unique_folder", "termination_raises"
+]
 
 
 class Terminated(KeyboardInterrupt):
@@ -60,16 +62,21 @@ def termination_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def make_hidden_folder(parent: Path, name: str, kind: str = "tmp") -> Path:
-    """A new, empty folder ``parent/.<name>.<kind>-<pid>-<random>`` with the umask's permissions."""
+def make_unique_folder(parent: Path, prefix: str) -> Path:
+    """A new, empty folder ``parent/<prefix><pid>-<random>`` with the umask's permissions (unlike ``mkdtemp``)."""
     parent.mkdir(parents=True, exist_ok=True)
     while True:
-        path = parent / f".{name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+        path = parent / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
         try:
             path.mkdir()  # mode 0o777 & ~umask
         except FileExistsError:
             continue
         return path
+
+
+def make_hidden_folder(parent: Path, name: str, kind: str = "tmp") -> Path:
+    """A new, empty folder ``parent/.<name>.<kind>-<pid>-<random>`` with the umask's permissions."""
+    return make_unique_folder(parent, f".{name}.{kind}-")
 
 
 def _process_alive(pid: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,16 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the demo; returns the exit status (0 ok, 1 failed, 2 bad arguments, 128 + signal)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from nnunet_babloss.atomic_output import make_unique_folder
+    from nnunet_babloss.command_line import run_reporting_errors
     from nnunet_babloss.demo import DemoSettings, format_report, run_demo
     from nnunet_babloss.synthetic import SyntheticDatasetConfig
 
-    work_dir = args.work_dir if args.work_dir is not None else Path(tempfile.mkdtemp(prefix="nnunet_babloss_demo_"))
-    settings = DemoSettings(
-        work_dir=work_dir, dataset_id=args.dataset_id, device=args.device, dataset=SyntheticDatasetConfig(seed=args.seed),
-        landmark_threshold=args.landmark_threshold,
-    )
-    result = run_demo(settings)
+    try:  # settings are checked before any folder is made
+        settings = DemoSettings(
+            work_dir=args.work_dir or Path(tempfile.gettempdir()), dataset_id=args.dataset_id, device=args.device,
+            dataset=SyntheticDatasetConfig(seed=args.seed), landmark_threshold=args.landmark_threshold,
+        )
+    except ValueError as error:
+        parser.error(f"--landmark-threshold: {error}")
+    if args.work_dir is None:
+        # Not mkdtemp: its 0700 would hide the demo's datasets and results from the user's group, unlike nnU-Net's.
+        settings = dataclasses.replace(
+            settings, work_dir=make_unique_folder(Path(tempfile.gettempdir()), "nnunet_babloss_demo_")
+        )
+    status, result = run_reporting_errors(parser.prog, lambda: run_demo(settings))
+    if result is None:
+        return status
     print("\n" + format_report(result))
     print(f"\nraw dataset:    {result.dataset_folder}")
     print(f"trained model:  {result.results_folder}")

@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-Tool = Literal["convert", "merge", "pseudo_labels", "gaze", "predict", "evaluate", "train"]
+Tool = Literal["convert", "merge", "pseudo_labels", "gaze", "predict", "evaluate", "demo", "train"]
 Outcome = Literal["error", "warning", "accepted"]
 
 MODULES: dict[str, str] = {
@@ -43,6 +43,7 @@ MODULES: dict[str, str] = {
     "gaze": "pseudo_labels.gaze.cli",
     "predict": "nnunet_babloss.cli.predict",
     "evaluate": "nnunet_babloss.cli.evaluate",
+    "demo": "nnunet_babloss.cli.demo",
 }
 PROGS: dict[str, str] = {
     "convert": "nnUNetv2_bab_convert",
@@ -51,6 +52,7 @@ PROGS: dict[str, str] = {
     "gaze": "nnUNetv2_bab_gaze_pseudo_labels",
     "predict": "nnUNetv2_bab_predict",
     "evaluate": "nnUNetv2_bab_evaluate",
+    "demo": "nnUNetv2_bab_demo",
 }
 DATASET = "Dataset003_Tiny"
 MODEL = f"{DATASET}/BaBLossTrainer__nnUNetPlans__2d"
@@ -877,6 +879,20 @@ def _(w: Path):
 def _(w: Path):
     shutil.copy(w / "prediction/c0.nii.gz", w / "prediction/extra.nii.gz")
     return evaluate_args(w), []
+
+
+# demo (only what fails before its training)
+
+
+@_case("demo", "landmark threshold above 1", status=2)
+def _(w: Path):
+    return ["--landmark-threshold", "1.5"], ["--landmark-threshold", "1.5"]
+
+
+@_case("demo", "work folder is a file")
+def _(w: Path):
+    _write(w / "demo_work", "a file")
+    return ["--work-dir", str(w / "demo_work")], [str(w / "demo_work")]
 
 
 # ---------------------------------------------------------------------------------------------------------- runs
