@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -300,6 +301,46 @@ def test_cli_repeats_the_demo_segmentations_and_writes_landmarks(demo_run, nnune
     assert len(next(iter(provenance["checkpoint_sha256"].values()))) == 64
     assert provenance["complete"] is True  # rewritten after the last case (a killed run leaves false)
     assert not [path.name for path in output.iterdir() if path.name.startswith(".")]
+
+
+_SLOW_PREDICTION = """
+import sys, time
+from nnunet_babloss.nnunet.predictor import nnUNetLandmarkPredictor
+def slow(self, *args, **kwargs):
+    print("STARTED", flush=True)
+    time.sleep(120)
+nnUNetLandmarkPredictor.predict_from_files_sequential = slow
+from nnunet_babloss.cli.predict import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_prediction_is_marked_incomplete(demo_run, nnunet_paths: Path, tmp_path: Path,
+                                                        signal_number: int) -> None:
+    """Predictions are written case by case (for --continue_prediction); provenance.json says whether all are."""
+    result, _ = demo_run
+    output = tmp_path / "interrupted"
+    command = [sys.executable, "-c", _SLOW_PREDICTION, "-i", str(result.dataset_folder / "imagesTs"), "-o",
+               str(output), "-d", "987", "-c", "2d", "-f", "0", "-tr", TRAINER, "-device", "cpu", "-npp", "0",
+               "-nps", "0", "--disable_progress_bar"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        while "STARTED" not in process.stdout.readline():
+            assert process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
+        process.send_signal(signal_number)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Traceback" not in err, err
+    if signal_number == signal.SIGINT:
+        assert process.returncode == 130 and "nnUNetv2_bab_predict: interrupted (SIGINT)" in err
+    else:  # predict installs no SIGTERM handler (cases are written one by one): the default action ends it
+        assert process.returncode == -signal.SIGTERM
+    assert json.loads((output / "provenance.json").read_text())["complete"] is False
 
 
 @pytest.fixture()
