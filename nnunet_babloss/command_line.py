@@ -57,7 +57,9 @@ def run_reporting_errors(
         print(f"{prog}: interrupted ({signal.Signals(signal_number).name})", file=out)
         return 128 + signal_number, None
     except USER_ERRORS as error:
-        print(f"{prog}: error: {_message(error)}", file=out)
+        # RuntimeError is also what a library raises for its own failures: say how to see where it came from.
+        hint = f" (set {TRACEBACK_ENV_VAR}=1 for the traceback)" if type(error) is RuntimeError else ""
+        print(f"{prog}: error: {_message(error)}{hint}", file=out)
         return 1, None
     except Exception as error:  # a bug, not bad input: still one line, with the way to the traceback
         print(

@@ -150,6 +150,10 @@ def evaluate_folders(
 ) -> EvaluationResult:
     """Compare predictions with references and write ``summary.json`` plus per-case and per-landmark CSVs.
 
+    The result files appear together, ``summary.json`` last, replacing an earlier run's (stale ones removed); an
+    error, Ctrl-C or SIGTERM leaves the earlier results as they were (see
+    :class:`~nnunet_babloss.atomic_output.AtomicFileSet`).
+
     Args:
         prediction_folder: holds ``<case><file_ending>`` segmentations and/or ``<case>.json`` landmark files.
         dataset_json: the dataset's ``dataset.json`` (labels, file ending, optional landmarks block).
