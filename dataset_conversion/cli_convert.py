@@ -61,7 +61,7 @@ def _int_pairs(values: Sequence[str] | None, option: str) -> dict[str, int]:
 
 def _labels_json(path: str) -> dict[str, int]:
     """``{name: value}`` or ``{"value": name}`` (also under a ``"labels"`` key), background/0 dropped."""
-    content = json.loads(Path(path).read_text(encoding="utf-8"))
+    content = _read_json(path, "--labels-json")
     if isinstance(content, dict) and isinstance(content.get("labels"), dict):
         content = content["labels"]
     if not isinstance(content, dict):
@@ -100,8 +100,16 @@ def _case_list(values: Sequence[str] | None, option: str) -> list[str]:
     return cases
 
 
+def _read_json(path: str, option: str) -> Any:
+    """A JSON file given to ``option``; errors name the option and the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{option} {path}: not valid JSON ({error})") from None
+
+
 def _annotation_kinds(path: str) -> dict[str, str]:
-    content = json.loads(Path(path).read_text(encoding="utf-8"))
+    content = _read_json(path, "--annotation-kinds")
     if isinstance(content, dict) and isinstance(content.get("partial_label_groups"), dict):
         content = content["partial_label_groups"]
     if isinstance(content, dict) and isinstance(content.get("annotations"), dict):

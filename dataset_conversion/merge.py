@@ -242,12 +242,8 @@ def _check_compatible(sources: list[_Source], settings: MergeSettings, report: V
     headers: dict[str, tuple[Path, tuple[float, ...], str]] = {}
     for source in sources:
         image = source.folder / "imagesTr" / f"{source.cases[0]}_0000{source.file_ending}"
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(image))
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError as error:
-            report.error(image, f"cannot read the image header: {str(error).strip().splitlines()[-1]}")
+        reader = _read_header(image, report)
+        if reader is None:
             continue
         dimensions[source.name] = reader.GetDimension()
         headers[source.name] = (image, tuple(reader.GetSpacing()), sitk.GetPixelIDValueAsString(reader.GetPixelID()))
@@ -255,6 +251,19 @@ def _check_compatible(sources: list[_Source], settings: MergeSettings, report: V
         report.error("", f"the datasets mix 2D and 3D images: {dimensions}")
     elif len(headers) > 1:
         _warn_about_different_images(headers, report)
+
+
+def _read_header(path: Path, report: ValidationReport, case: str | None = None) -> sitk.ImageFileReader | None:
+    """The image's header, or ``None`` after recording an error naming the file."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
+        report.error(path, f"cannot read the image header: {reason}", case=case)
+        return None
+    return reader
 
 
 def _warn_about_different_images(
@@ -708,12 +717,17 @@ def _merge_case(
             return None
     has_landmarks = landmarks is not None and bool(landmarks.present.any())
     references = False
+    image_paths = [source.folder / f"images{split}" / f"{case_id}_{channel:04d}{ending}"
+                   for channel in range(source.num_channels)]
+    for image_path in image_paths:
+        if not image_path.is_file():
+            report.error(image_path, "image file not found", case=case_id)
+            return None
+        # Images are copied byte for byte: read each header so that a corrupt file is not copied into the merge.
+        if _read_header(image_path, report, case_id) is None:
+            return None
     if folder is not None:
-        for channel in range(source.num_channels):
-            image_path = source.folder / f"images{split}" / f"{case_id}_{channel:04d}{ending}"
-            if not image_path.is_file():
-                report.error(image_path, "image file not found", case=case_id)
-                return None
+        for channel, image_path in enumerate(image_paths):
             _copy_or_convert_image(image_path, folder / f"images{split}" / f"{new_id}_{channel:04d}{file_ending}")
         if remapped is not None:
             _write_label(remapped[1], remapped[0], folder / f"labels{split}" / f"{new_id}{file_ending}",

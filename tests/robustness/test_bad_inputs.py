@@ -350,6 +350,12 @@ def _(w: Path):
     return _with(convert_args(w), "--landmark-format", "xml"), ["--landmark-format", "xml"]
 
 
+@_case("convert", "annotation kinds file not JSON", status=2)
+def _(w: Path):
+    _write(w / "kinds.json", "{")
+    return convert_args(w, "--annotation-kinds", str(w / "kinds.json")), [str(w / "kinds.json")]
+
+
 # merge
 
 
@@ -421,6 +427,13 @@ def _(w: Path):
     changed.CopyInformation(image)
     sitk.WriteImage(changed, str(label))
     return arguments, [str(label), "9"]
+
+
+@_case("merge", "corrupt image in an input")
+def _(w: Path):
+    arguments = merge_args(w)
+    _write(w / "raw/Dataset006_Other/imagesTr/c1_0000.nii.gz", b"garbage")
+    return arguments, [str(w / "raw/Dataset006_Other/imagesTr/c1_0000.nii.gz")]
 
 
 @_case("merge", "different spacings", outcome="warning")
@@ -553,6 +566,12 @@ def _(w: Path):
     return pseudo_args(w), [str(_ds(w) / "imagesTr/c2_0000.nii.gz"), "not found"]
 
 
+@_case("pseudo_labels", "corrupt label map")
+def _(w: Path):
+    _write(_ds(w) / "labelsTr/c0.nii.gz", b"garbage")
+    return pseudo_args(w), [str(_ds(w) / "labelsTr/c0.nii.gz")]
+
+
 # gaze
 
 
@@ -630,6 +649,12 @@ def _(w: Path):
     return gaze_args(w), [str(w / "gaze/images/b.nii.gz")]
 
 
+@_case("gaze", "empty gaze CSV")
+def _(w: Path):
+    _write(w / "gaze/gaze.csv", "")
+    return gaze_args(w), [str(w / "gaze/gaze.csv")]
+
+
 @_case("gaze", "extra CSV columns", outcome="accepted")
 def _(w: Path):
     lines = (w / "gaze/gaze.csv").read_text().splitlines()
@@ -674,6 +699,12 @@ def _(w: Path):
 def _(w: Path):
     _write(w / "predict_in/c0_0000.nii.gz", b"not an image")
     return predict_args(w), [str(w / "predict_in/c0_0000.nii.gz"), "cannot read"]
+
+
+@_case("predict", "input is a file")
+def _(w: Path):
+    return _with(predict_args(w), "-i", str(w / "predict_in/c0_0000.nii.gz")), [
+        "-i", str(w / "predict_in/c0_0000.nii.gz")]
 
 
 @_case("predict", "unknown dataset id")
@@ -873,6 +904,23 @@ def _(w: Path):
     for path in (w / "reference_labels").iterdir():
         path.unlink()
     return evaluate_args(w), [str(w / "reference_labels"), "'.nii.gz'"]
+
+
+@_case("evaluate", "reference landmark file is binary")
+def _(w: Path):
+    _write(_ds(w) / "landmarksTr/c1.json", bytes(range(256)))
+    return evaluate_args(w), [str(_ds(w) / "landmarksTr/c1.json")]
+
+
+@_case("evaluate", "prediction of another dimension")
+def _(w: Path):
+    _image(w / "prediction/c0.nii.gz", np.zeros((2, 24, 32), np.uint8), (0.5, 0.5, 0.5))
+    return evaluate_args(w), [str(w / "prediction/c0.nii.gz")]
+
+
+@_case("evaluate", "images folder for overlays missing")
+def _(w: Path):
+    return evaluate_args(w, "--overlays", "-images", str(w / "nope")), [str(w / "nope"), "not found"]
 
 
 @_case("evaluate", "extra predictions without reference", outcome="accepted")
