@@ -62,6 +62,13 @@ def read_dataset_json(path: Path) -> dict:
     content = read_json_object(path, "-djfile")
     if not isinstance(content.get("labels"), dict) or not content["labels"]:
         raise ValueError(f'-djfile {path}: "labels" must be an object {{name: value}}, got {content.get("labels")!r}')
+    for name, value in content["labels"].items():
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(item, int) and not isinstance(item, bool) for item in values):
+            raise ValueError(
+                f'-djfile {path}: "labels" entry {name!r} must be an integer or a list of integers (a region), '
+                f"got {value!r}"
+            )
     if not isinstance(content.get("file_ending"), str) or not content["file_ending"]:
         raise ValueError(
             f'-djfile {path}: "file_ending" must be a non-empty string, got {content.get("file_ending")!r}'

@@ -120,6 +120,9 @@ def predict_with_landmarks(settings: PredictionSettings) -> Path:
         raise FileNotFoundError(f"-i: input folder not found: {settings.input_folder}")
     if settings.output_folder.exists() and not settings.output_folder.is_dir():
         raise NotADirectoryError(f"-o: {settings.output_folder} exists and is not a folder")
+    previous_stage = settings.previous_stage_predictions
+    if previous_stage is not None and not previous_stage.is_dir():
+        raise FileNotFoundError(f"-prev_stage_predictions: folder not found: {previous_stage}")
     uv_queries = _read_uv_queries(settings.query_uv) if settings.query_uv is not None else None
     if not os.environ.get("nnUNet_results"):
         raise ValueError("the environment variable nnUNet_results is not set; it must name the trained models' folder")

@@ -356,6 +356,22 @@ def _(w: Path):
     return convert_args(w, "--annotation-kinds", str(w / "kinds.json")), [str(w / "kinds.json")]
 
 
+@_case("convert", "landmark coordinate is text")
+def _(w: Path):
+    _edit_json(w / "src/landmarks/c1.json", lambda content: content["shapes"][0].update(points=[["4", "x"]]))
+    return convert_args(w), [str(w / "src/landmarks/c1.json")]
+
+
+@_case("convert", "unknown case requested")
+def _(w: Path):
+    return convert_args(w, "--cases", "c9"), ["c9"]
+
+
+@_case("convert", "unknown test case")
+def _(w: Path):
+    return convert_args(w, "--test-cases", "c9"), ["c9"]
+
+
 # merge
 
 
@@ -434,6 +450,20 @@ def _(w: Path):
     arguments = merge_args(w)
     _write(w / "raw/Dataset006_Other/imagesTr/c1_0000.nii.gz", b"garbage")
     return arguments, [str(w / "raw/Dataset006_Other/imagesTr/c1_0000.nii.gz")]
+
+
+@_case("merge", "labels is not an object")
+def _(w: Path):
+    arguments = merge_args(w)
+    _edit_json(w / "raw/Dataset006_Other/dataset.json", lambda content: content.update(labels=["a", "b"]))
+    return arguments, [str(w / "raw/Dataset006_Other/dataset.json"), "labels"]
+
+
+@_case("merge", "broken landmark block in an input")
+def _(w: Path):
+    arguments = merge_args(w)
+    _edit_json(w / "raw/Dataset006_Other/dataset.json", lambda content: content["landmarks"].update(names="p"))
+    return arguments, [str(w / "raw/Dataset006_Other/dataset.json"), "names"]
 
 
 @_case("merge", "different spacings", outcome="warning")
@@ -572,6 +602,19 @@ def _(w: Path):
     return pseudo_args(w), [str(_ds(w) / "labelsTr/c0.nii.gz")]
 
 
+@_case("pseudo_labels", "bridge to a label the dataset lacks")
+def _(w: Path):
+    _edit_json(_ds(w) / "dataset.json", lambda content: content["landmarks"].update(bridge={"p": ["liver"]}))
+    return pseudo_args(w), [str(_ds(w) / "dataset.json"), "liver"]
+
+
+@_case("pseudo_labels", "landmark file of another dimension")
+def _(w: Path):
+    _edit_json(_ds(w) / "landmarksTr/c2.json",
+               lambda content: content.update(dimension=3, landmarks={name: [1.0, 1.0, 1.0] for name in "pqrs"}))
+    return pseudo_args(w), [str(_ds(w) / "landmarksTr/c2.json"), "3D"]
+
+
 # gaze
 
 
@@ -705,6 +748,16 @@ def _(w: Path):
 def _(w: Path):
     return _with(predict_args(w), "-i", str(w / "predict_in/c0_0000.nii.gz")), [
         "-i", str(w / "predict_in/c0_0000.nii.gz")]
+
+
+@_case("predict", "negative process count", status=2)
+def _(w: Path):
+    return predict_args(w, "-npp", "-1"), ["-npp", "-1"]
+
+
+@_case("predict", "previous-stage folder missing")
+def _(w: Path):
+    return predict_args(w, "-prev_stage_predictions", str(w / "nope")), ["-prev_stage_predictions", str(w / "nope")]
 
 
 @_case("predict", "unknown dataset id")
@@ -921,6 +974,19 @@ def _(w: Path):
 @_case("evaluate", "images folder for overlays missing")
 def _(w: Path):
     return evaluate_args(w, "--overlays", "-images", str(w / "nope")), [str(w / "nope"), "not found"]
+
+
+@_case("evaluate", "reference landmarks of another dimension")
+def _(w: Path):
+    _edit_json(_ds(w) / "landmarksTr/c1.json",
+               lambda content: content.update(dimension=3, landmarks={name: [1.0, 1.0, 1.0] for name in "pqrs"}))
+    return evaluate_args(w), [str(_ds(w) / "landmarksTr/c1.json")]
+
+
+@_case("evaluate", "labels hold a non-number")
+def _(w: Path):
+    _edit_json(_ds(w) / "dataset.json", lambda content: content["labels"].update(a="one"))
+    return evaluate_args(w), [str(_ds(w) / "dataset.json"), "'a'"]
 
 
 @_case("evaluate", "extra predictions without reference", outcome="accepted")
