@@ -49,7 +49,7 @@ class QualityThresholds:
         max_landmark_distance_mm: Highest acceptable median landmark-to-mask-surface distance, mm.
 
     Raises:
-        ValueError: (from the constructor) a negative or non-finite bound, or min > max ratio.
+        ValueError: (from the constructor) a negative or non-finite bound, an IoU bound above 1, or min > max ratio.
     """
 
     min_predicted_iou: float | None = 0.5
@@ -60,6 +60,9 @@ class QualityThresholds:
     def __post_init__(self) -> None:
         for field in ("min_predicted_iou", "min_size_ratio", "max_size_ratio", "max_landmark_distance_mm"):
             object.__setattr__(self, field, _optional_bound(getattr(self, field), field))
+        if self.min_predicted_iou is not None and self.min_predicted_iou > 1.0:
+            # An IoU is at most 1: a higher bound would flag every model mask implausible.
+            raise ValueError(f"QualityThresholds.min_predicted_iou must be <= 1 (an IoU), got {self.min_predicted_iou}")
         if (
             self.min_size_ratio is not None
             and self.max_size_ratio is not None

@@ -252,6 +252,14 @@ def generate_gaze_dataset(
     natural = [name for name, path in image_files.items() if is_natural_image(path)]
     if natural and pixel_spacing_mm is None:
         report.error(images_folder, f"{len(natural)} PNG/JPEG/TIFF/BMP image(s) need --pixel-spacing (mm)")
+    if pixel_spacing_mm is not None:
+        if not natural:  # as the converter: a stated spacing must not look as if it applied to NIfTI/MHA images
+            report.error(images_folder, "--pixel-spacing was given, but no image is PNG/JPEG/TIFF/BMP (the others "
+                         "carry their own spacing)")
+        try:
+            resolve_pixel_spacing(pixel_spacing_mm, 2, "--pixel-spacing")
+        except ValueError as error:
+            report.error(images_folder, str(error))
     target = check_output_folder(
         nnunet_raw_folder(raw_folder), dataset_id, dataset_name, overwrite=overwrite, report=report
     )

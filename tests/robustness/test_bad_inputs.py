@@ -372,6 +372,11 @@ def _(w: Path):
     return convert_args(w, "--test-cases", "c9"), ["c9"]
 
 
+@_case("convert", "no folds")
+def _(w: Path):
+    return _with(convert_args(w), "--num-folds", "0"), ["num_folds", "0"]
+
+
 # merge
 
 
@@ -464,6 +469,16 @@ def _(w: Path):
     arguments = merge_args(w)
     _edit_json(w / "raw/Dataset006_Other/dataset.json", lambda content: content["landmarks"].update(names="p"))
     return arguments, [str(w / "raw/Dataset006_Other/dataset.json"), "names"]
+
+
+@_case("merge", "label alias without =", status=2)
+def _(w: Path):
+    return merge_args(w, "--label-alias", "a"), ["--label-alias", "'a'"]
+
+
+@_case("merge", "alias for a label no input has")
+def _(w: Path):
+    return merge_args(w, "--label-alias", "liver=organ"), ["liver"]
 
 
 @_case("merge", "different spacings", outcome="warning")
@@ -615,6 +630,16 @@ def _(w: Path):
     return pseudo_args(w), [str(_ds(w) / "landmarksTr/c2.json"), "3D"]
 
 
+@_case("pseudo_labels", "image channel the dataset lacks")
+def _(w: Path):
+    return pseudo_args(w, "--channel", "5"), [str(_ds(w) / "imagesTr/c0_0005.nii.gz")]
+
+
+@_case("pseudo_labels", "IoU threshold above 1")
+def _(w: Path):
+    return pseudo_args(w, "--min-iou", "2"), ["min_predicted_iou", "2"]
+
+
 # gaze
 
 
@@ -698,6 +723,25 @@ def _(w: Path):
     return gaze_args(w), [str(w / "gaze/gaze.csv")]
 
 
+@_case("gaze", "pixel spacing for images with their own")
+def _(w: Path):
+    return gaze_args(w, "--pixel-spacing", "0.5"), [str(w / "gaze/images"), "--pixel-spacing"]
+
+
+@_case("gaze", "negative pixel spacing")
+def _(w: Path):
+    for name in ("a", "b"):
+        path = w / f"gaze/images/{name}.nii.gz"
+        _png(path.with_name(f"{name}.png"), np.clip(sitk.GetArrayFromImage(sitk.ReadImage(str(path))), 0, 255))
+        path.unlink()
+    return gaze_args(w, "--pixel-spacing", "-1"), [str(w / "gaze/images"), "spacing", "-1"]
+
+
+@_case("gaze", "sigma 0")
+def _(w: Path):
+    return gaze_args(w, "--sigma", "0"), ["sigma", "0"]
+
+
 @_case("gaze", "extra CSV columns", outcome="accepted")
 def _(w: Path):
     lines = (w / "gaze/gaze.csv").read_text().splitlines()
@@ -758,6 +802,11 @@ def _(w: Path):
 @_case("predict", "previous-stage folder missing")
 def _(w: Path):
     return predict_args(w, "-prev_stage_predictions", str(w / "nope")), ["-prev_stage_predictions", str(w / "nope")]
+
+
+@_case("predict", "configuration not trained")
+def _(w: Path):
+    return _with(predict_args(w), "-c", "3d_fullres"), ["3d_fullres", "not found"]
 
 
 @_case("predict", "unknown dataset id")
