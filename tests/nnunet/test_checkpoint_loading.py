@@ -7,6 +7,7 @@ if the marker folder exists after a load, code from the file ran.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from nnunetv2.run import run_training
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -199,10 +201,14 @@ def test_cli_reports_a_refused_checkpoint_without_traceback(payload, tmp_path: P
     results = tmp_path / "results"
     model = results / "Dataset901_Evil" / "BaBLossTrainer__nnUNetPlans__2d"
     (model / "fold_0").mkdir(parents=True)
-    for name in ("plans.json", "dataset.json"):
-        (model / name).write_text("{}")
+    (model / "plans.json").write_text("{}")
+    # A dataset.json and an input image that pass predict's input checks, so the checkpoint is what fails.
+    (model / "dataset.json").write_text(json.dumps(
+        {"file_ending": ".nii.gz", "channel_names": {"0": "x"}, "labels": {"background": 0, "a": 1}}
+    ))
     path.rename(model / "fold_0" / "checkpoint_final.pth")
     (tmp_path / "images").mkdir()
+    sitk.WriteImage(sitk.Image(8, 8, sitk.sitkFloat32), str(tmp_path / "images" / "case_0000.nii.gz"))
     environment = {**os.environ, "nnUNet_results": str(results), "nnUNet_raw": str(tmp_path),
                    "nnUNet_preprocessed": str(tmp_path)}
     environment.pop(UNSAFE_LOAD_ENV_VAR, None)
