@@ -36,6 +36,8 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
+from nnunet_babloss.landmarks.baseline import fit_similarity
+
 __all__ = [
     "DenseSegTemplate",
     "StructureTemplate",
@@ -75,18 +77,7 @@ def similarity_transform(source: ArrayLike, target: ArrayLike) -> tuple[float, N
         raise ValueError(f"source and target must both be (N, 2), got {source_array.shape} and {target_array.shape}")
     if source_array.shape[0] < _MIN_LANDMARKS or not (np.isfinite(source_array).all() and np.isfinite(target_array).all()):
         raise ValueError(f"a similarity needs >= 2 finite point pairs, got {source_array.shape[0]} (or NaN)")
-    source_mean, target_mean = source_array.mean(0), target_array.mean(0)
-    centred_source, centred_target = source_array - source_mean, target_array - target_mean
-    variance = float((centred_source**2).sum())
-    if variance <= 0:
-        raise ValueError("all source points coincide: no similarity is defined")
-    covariance = centred_target.T @ centred_source
-    left, singular, right_t = np.linalg.svd(covariance)
-    correction = np.diag([1.0, np.sign(np.linalg.det(left @ right_t)) or 1.0])
-    rotation = left @ correction @ right_t
-    scale = float((singular * np.diag(correction)).sum() / variance)
-    translation = target_mean - scale * rotation @ source_mean
-    return scale, rotation, translation
+    return fit_similarity(source_array, target_array)
 
 
 def _apply(scale: float, rotation: NDArray[np.float64], translation: NDArray[np.float64], points: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -36,6 +36,7 @@ from nnunet_babloss.landmarks.spec import LandmarkSpec
 
 __all__ = [
     "PROVENANCE_FILE",
+    "fit_similarity",
     "mean_training_shape",
     "similarity_aligned_mean_shape",
     "write_mean_shape_predictions",
@@ -110,7 +111,7 @@ def mean_training_shape(shapes: Sequence[np.ndarray]) -> NDArray[np.float64]:
     return _masked_mean(stacked, present)
 
 
-def _fit_similarity(
+def fit_similarity(
     source: NDArray[np.float64], target: NDArray[np.float64]
 ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
     """Least-squares similarity ``target ≈ scale * source @ rotation.T + translation`` (Umeyama 1991).
@@ -209,8 +210,8 @@ def similarity_aligned_mean_shape(
         rows = present[case] & known
         case_points = stacked[case][rows]
         if case_is_source:
-            return _fit_similarity(case_points, target[rows])
-        return _fit_similarity(target[rows], case_points)
+            return fit_similarity(case_points, target[rows])
+        return fit_similarity(target[rows], case_points)
 
     for _ in range(max_iterations):
         aligned = np.full_like(stacked, np.nan)
