@@ -217,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="landmark names in channel order (after renaming; default: as first seen)")
     landmarks.add_argument("--mirror-pair", nargs=2, action="append", default=[], metavar=("LEFT", "RIGHT"),
                            help="a left/right pair swapped by mirroring (repeat the option)")
+    landmarks.add_argument("--label-mirror-pair", nargs=2, action="append", default=[], metavar=("LEFT", "RIGHT"),
+                           help="a left/right pair of label names (e.g. right_lung left_lung) whose values swap with the "
+                                "landmark pairs under mirroring (repeat the option); without it, sided labels switch "
+                                "left-right flips off in training")
     landmarks.add_argument("--bridge", nargs="+", default=None, metavar="PATTERN=LABEL[,LABEL]",
                            help="landmarks (fnmatch pattern) lying on the boundary of these labels")
     landmarks.add_argument("--sigma-mm", type=float, default=2.0, help="heatmap sigma in mm (default: 2)")
@@ -301,6 +305,7 @@ def _build(args: argparse.Namespace) -> tuple[ConversionInputs, ConversionSettin
         landmarks=LandmarkOptions(
             names=tuple(args.landmark_names) if args.landmark_names else None,
             mirror_pairs=tuple((left, right) for left, right in args.mirror_pair),
+            label_mirror_pairs=tuple((left, right) for left, right in args.label_mirror_pair),
             bridge=bridge,
             sigma_mm=args.sigma_mm,
             boundary_range_mm=args.boundary_range_mm,

@@ -121,6 +121,8 @@ class LandmarkOptions:
     Attributes:
         names: Landmark names in channel order (after renaming); default: the names in the files, in first-seen order.
         mirror_pairs: ``(left, right)`` name pairs swapped by a left-right flip.
+        label_mirror_pairs: ``(left, right)`` label-name pairs (sided structures, e.g. right/left lung) whose values
+            swap under the same flip.
         bridge: ``fnmatch`` pattern on landmark names -> label names the matching landmarks lie on
             (e.g. ``{"RL_*": ("right_lung",)}``); a pattern matching no landmark is an error.
         sigma_mm: Heatmap sigma.
@@ -130,6 +132,7 @@ class LandmarkOptions:
 
     names: tuple[str, ...] | None = None
     mirror_pairs: tuple[tuple[str, str], ...] = ()
+    label_mirror_pairs: tuple[tuple[str, str], ...] = ()
     bridge: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sigma_mm: float = 2.0
     boundary_range_mm: float = 5.0
@@ -644,6 +647,7 @@ def convert_dataset(
             "names": list(names),
             "mirror_pairs": [list(pair) for pair in settings.landmarks.mirror_pairs],
             "bridge": bridge,
+            "label_mirror_pairs": [list(pair) for pair in settings.landmarks.label_mirror_pairs],
             "sigma_mm": settings.landmarks.sigma_mm,
             "boundary_range_mm": settings.landmarks.boundary_range_mm,
         }

@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -387,6 +387,25 @@ def _plan_labels(sources: list[_Source], settings: MergeSettings, report: Valida
     return _LabelPlan(labels, ignore_value, lookups, None, lacking)
 
 
+def _merge_pairs(
+    new_pairs: Iterable[tuple[str, str]], partner: dict[str, str], merged: list[list[str]], what: str,
+    json_path: Any, report: ValidationReport,
+) -> None:
+    """Add one dataset's left/right pairs to ``merged`` (``partner``: name -> partner so far); a pair that contradicts
+    an earlier dataset's is an error of ``json_path``."""
+    for left, right in new_pairs:
+        if left in partner or right in partner:
+            if partner.get(left) != right:
+                report.error(
+                    json_path,
+                    f"{what} {[left, right]} contradicts another dataset's pairs "
+                    f"({left!r} -> {partner.get(left)!r}, {right!r} -> {partner.get(right)!r})",
+                )
+            continue
+        partner[left], partner[right] = right, left
+        merged.append([left, right])
+
+
 def _merge_landmark_blocks(
     sources: list[_Source], settings: MergeSettings, report: ValidationReport
 ) -> dict[str, Any] | None:
@@ -399,23 +418,20 @@ def _merge_landmark_blocks(
     names: list[str] = []
     partner: dict[str, str] = {}
     pairs: list[list[str]] = []
+    label_partner: dict[str, str] = {}
+    label_pairs: list[list[str]] = []
     bridge: dict[str, list[str]] = {}
     first_source, first_spec = specs[0]
     for source, spec in specs:
         for name in spec.names:
             if name not in names:
                 names.append(name)
-        for left, right in spec.mirror_pairs:
-            if left in partner or right in partner:
-                if partner.get(left) != right:
-                    report.error(
-                        source.json_path,
-                        f"mirror pair {[left, right]} contradicts another dataset's pairs "
-                        f"({left!r} -> {partner.get(left)!r}, {right!r} -> {partner.get(right)!r})",
-                    )
-                continue
-            partner[left], partner[right] = right, left
-            pairs.append([left, right])
+        _merge_pairs(spec.mirror_pairs, partner, pairs, "mirror pair", source.json_path, report)
+        renamed_label_pairs = [
+            (_alias(left, settings.label_aliases), _alias(right, settings.label_aliases))
+            for left, right in spec.label_mirror_pairs
+        ]
+        _merge_pairs(renamed_label_pairs, label_partner, label_pairs, "label mirror pair", source.json_path, report)
         for name, labels in spec.bridge:
             renamed = [_alias(label, settings.label_aliases) for label in labels]
             if name in bridge and bridge[name] != renamed:
@@ -433,6 +449,7 @@ def _merge_landmark_blocks(
         "names": names,
         "mirror_pairs": pairs,
         "bridge": {name: bridge[name] for name in names if name in bridge},
+        "label_mirror_pairs": label_pairs,
         "sigma_mm": first_spec.sigma_mm,
         "boundary_range_mm": first_spec.boundary_range_mm,
     }

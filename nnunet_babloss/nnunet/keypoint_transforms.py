@@ -20,7 +20,8 @@ The maps, derived from batchgeneratorsv2 0.3.6 (``SpatialTransform.get_parameter
 * Crop only (no rotation, scaling or deformation): the patch starts at ``floor(c) - P // 2``, so
   ``i = x - (floor(c) - P // 2)``.
 * Mirroring along axis ``a`` of size ``S``: ``x' = S - 1 - x``; left/right partners swap rows when an odd number
-  of the flipped axes are lateral axes.
+  of the flipped axes are lateral axes, and under the same decision the values of paired sided labels (right/left
+  lung) swap in ``data["segmentation"]``, so every landmark stays on the boundary of its bridged label.
 * Pseudo-2D (``Convert3DTo2DTransform``): the first spatial axis is folded into channels; its coordinate is kept
   aside in the data dict under :data:`KEYPOINTS_FIRST_AXIS_KEY` and restored by ``Convert2DTo3DTransform``.
 
@@ -61,6 +62,8 @@ __all__ = [
     "crop_or_resample_keypoints",
     "make_keypoint_aware",
     "mirror_keypoints",
+    "swap_label_values",
+    "validate_label_value_pairs",
     "validate_pair_permutation",
 ]
 
@@ -130,6 +133,46 @@ def validate_pair_permutation(pair_permutation: Sequence[int]) -> tuple[int, ...
                 f"{partner} -> {perm[partner]} in {perm}"
             )
     return perm
+
+
+def validate_label_value_pairs(label_value_pairs: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    """Check ``(left value, right value)`` label pairs: integers, distinct within a pair, each value in one pair.
+
+    Raises:
+        ValueError: naming the offending pair.
+    """
+    pairs: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    for pair in label_value_pairs:
+        values = tuple(pair)
+        if len(values) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"label_value_pairs: each entry must be two integer label values, got {pair!r}")
+        left, right = int(values[0]), int(values[1])
+        if left == right or left in seen or right in seen:
+            raise ValueError(
+                f"label_value_pairs: a pair needs two distinct values not used in another pair, got {values} in "
+                f"{[tuple(p) for p in label_value_pairs]}"
+            )
+        seen.update((left, right))
+        pairs.append((left, right))
+    return tuple(pairs)
+
+
+def swap_label_values(segmentation: Tensor, label_value_pairs: Sequence[tuple[int, int]]) -> Tensor:
+    """Swap the values of paired labels in a label map (right lung <-> left lung); other values are kept.
+
+    Args:
+        segmentation: label map of any shape and dtype (nnU-Net's ``(1, *spatial)`` target, padding ``-1`` kept).
+        label_value_pairs: ``(left value, right value)`` pairs (see :func:`validate_label_value_pairs`).
+
+    Returns:
+        A new tensor of the same shape and dtype.
+    """
+    swapped = segmentation.clone()
+    for left, right in label_value_pairs:
+        swapped[segmentation == left] = right
+        swapped[segmentation == right] = left
+    return swapped
 
 
 def _validate_axes(axes: Sequence[int], name: str) -> tuple[int, ...]:
@@ -284,9 +327,11 @@ class KeypointMirrorTransform(MirrorTransform):
         lateral_axes: spatial axes along which a flip exchanges left and right.
         permute_regression_target: also permute the channels of ``data["regression_target"]`` by
             ``pair_permutation`` when partners swap (for a regression target holding one heatmap per landmark).
+        label_value_pairs: ``(left value, right value)`` pairs of sided labels, swapped in ``data["segmentation"]``
+            whenever landmark partners swap (``LandmarkSpec.label_value_pairs``).
 
     Raises:
-        ValueError: on an invalid ``pair_permutation`` or ``lateral_axes``.
+        ValueError: on an invalid ``pair_permutation``, ``lateral_axes`` or ``label_value_pairs``.
     """
 
     def __init__(
@@ -295,16 +340,22 @@ class KeypointMirrorTransform(MirrorTransform):
         pair_permutation: Sequence[int] | None = None,
         lateral_axes: Sequence[int] = (),
         permute_regression_target: bool = False,
+        label_value_pairs: Sequence[tuple[int, int]] = (),
     ) -> None:
         super().__init__(allowed_axes)
-        self._set_pairing(pair_permutation, lateral_axes, permute_regression_target)
+        self._set_pairing(pair_permutation, lateral_axes, permute_regression_target, label_value_pairs)
 
     def _set_pairing(
-        self, pair_permutation: Sequence[int] | None, lateral_axes: Sequence[int], permute_regression_target: bool
+        self,
+        pair_permutation: Sequence[int] | None,
+        lateral_axes: Sequence[int],
+        permute_regression_target: bool,
+        label_value_pairs: Sequence[tuple[int, int]] = (),
     ) -> None:
         self.pair_permutation = None if pair_permutation is None else validate_pair_permutation(pair_permutation)
         self.lateral_axes = _validate_axes(lateral_axes, "lateral_axes")
         self.permute_regression_target = bool(permute_regression_target)
+        self.label_value_pairs = validate_label_value_pairs(label_value_pairs)
 
     def get_parameters(self, **data_dict: Any) -> dict:
         params = super().get_parameters(**data_dict)
@@ -317,6 +368,12 @@ class KeypointMirrorTransform(MirrorTransform):
         return mirror_keypoints(
             keypoints, params["axes"], params["spatial_shape"], self.pair_permutation, self.lateral_axes
         )
+
+    def _apply_to_segmentation(self, segmentation: Tensor, **params: Any) -> Tensor:
+        flipped = super()._apply_to_segmentation(segmentation, **params)
+        if not (params["swap_pairs"] and self.label_value_pairs):
+            return flipped
+        return swap_label_values(flipped, self.label_value_pairs)
 
     def _apply_to_regr_target(self, regression_target: Tensor, **params: Any) -> Tensor:
         flipped = super()._apply_to_regr_target(regression_target, **params)
@@ -430,6 +487,7 @@ def make_keypoint_aware(
     lateral_axes: Sequence[int],
     *,
     permute_regression_target: bool = False,
+    label_value_pairs: Sequence[tuple[int, int]] = (),
     passthrough_types: tuple[type, ...] = (),
 ) -> BasicTransform:
     """An equivalent transform tree that carries ``data["keypoints"]`` exactly.
@@ -446,6 +504,7 @@ def make_keypoint_aware(
             ``None`` for no pairs.
         lateral_axes: spatial axes (of the samples the pipeline sees) along which a flip exchanges left and right.
         permute_regression_target: see :class:`KeypointMirrorTransform`.
+        label_value_pairs: see :class:`KeypointMirrorTransform`: sided label values swapped with the landmark rows.
         passthrough_types: further transform classes the caller declares non-geometric; instances are wrapped in
             :class:`KeypointPassthrough`.
 
@@ -456,10 +515,11 @@ def make_keypoint_aware(
         NotImplementedError: on a geometric transform without a keypoint map (``Rot90Transform``,
             ``TransposeAxesTransform``, a subclass of a supported geometric transform).
         ValueError: on a transform whose effect on keypoints is unknown (not in ``passthrough_types``), or on an
-            invalid ``pair_permutation`` / ``lateral_axes``.
+            invalid ``pair_permutation`` / ``lateral_axes`` / ``label_value_pairs``.
     """
     perm = None if pair_permutation is None else validate_pair_permutation(pair_permutation)
     lateral = _validate_axes(lateral_axes, "lateral_axes")
+    label_pairs = validate_label_value_pairs(label_value_pairs)
 
     def convert(node: BasicTransform) -> BasicTransform:
         cls = type(node)
@@ -475,7 +535,7 @@ def make_keypoint_aware(
             return _rebuild_as(KeypointSpatialTransform, node)
         if cls in (MirrorTransform, KeypointMirrorTransform):
             mirror = cast(KeypointMirrorTransform, _rebuild_as(KeypointMirrorTransform, node))
-            mirror._set_pairing(perm, lateral, permute_regression_target)
+            mirror._set_pairing(perm, lateral, permute_regression_target, label_pairs)
             return mirror
         if cls in (Convert3DTo2DTransform, KeypointConvert3DTo2DTransform):
             return _rebuild_as(KeypointConvert3DTo2DTransform, node)

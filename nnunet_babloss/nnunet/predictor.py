@@ -11,6 +11,11 @@ How the heatmaps ride along:
   ``concat(segmentation logits, sigmoid(heatmap logits))`` along the channels; under mirroring the heatmaps are
   flipped back like the logits, and left/right landmark pairs are swapped when the flip reverses the patient's
   left-right axis (found per case from the image direction and the plans' ``transpose_forward``);
+* a model trained with ``label_mirror_pairs`` (sided labels such as right/left lung, swapped with the landmarks under
+  left-right flips) is also mirrored left-right at test time, with the paired segmentation channels swapped like the
+  landmark channels. nnU-Net's stock predictor cannot swap them, so the checkpoint leaves that axis out of its
+  mirror axes (plans entry ``bab_side_swapping_tta``); only then do the segmentations differ from
+  ``nnUNetv2_predict``'s, which stay correct without that flip;
 * nnU-Net's sliding window preallocates ``label_manager.num_segmentation_heads`` channels: while it runs, the label
   manager is replaced by a proxy that reports the extra heatmap channels;
 * :meth:`predict_logits_from_preprocessed_data` (where folds are averaged) splits the result: the heatmaps are
@@ -61,7 +66,7 @@ from nnunet_babloss.landmarks.spec import LandmarkSpec
 from nnunet_babloss.network import SegmentationHeatmapNetwork, SegmentationUVNetwork, unwrap_network
 from nnunet_babloss.nnunet.checkpoint_loading import require_checkpoint_file_name, weights_only_loading
 from nnunet_babloss.nnunet.trainers.denseseg_trainer import denseseg_template_from_plans
-from nnunet_babloss.nnunet.trainers.heatmap_trainer import landmark_spec_from_plans
+from nnunet_babloss.nnunet.trainers.heatmap_trainer import PLANS_SIDE_SWAPPING_TTA_KEY, landmark_spec_from_plans
 from nnunet_babloss.uvmaps import DenseSegTemplate, dilate_region, parse_uv_queries, soft_match_uv
 from nnunet_babloss.nnunet.trainers.mirroring import lateral_patch_axis
 
@@ -73,6 +78,7 @@ __all__ = [
     "decode_preprocessed_heatmaps",
     "geometry_from_properties",
     "landmarks_from_preprocessed_heatmaps",
+    "label_channel_permutation",
     "landmarks_from_preprocessed_uv",
     "QUERIED_LANDMARKS_FOLDER",
 ]
@@ -85,6 +91,30 @@ LANDMARK_FILE_SUFFIX = ".json"
 SLICER_FILE_SUFFIX = ".mrk.json"
 QUERIED_LANDMARKS_FOLDER = "queried_landmarks"
 _DECODE_CHUNK_BYTES = 256 * 2**20  # float32 working copy of the heatmaps while decoding
+
+
+def label_channel_permutation(
+    label_value_pairs: Sequence[tuple[int, int]], channel_labels: Sequence[int]
+) -> tuple[int, ...]:
+    """Segmentation channel permutation of a left-right flip: ``perm[c]`` is the channel of ``c``'s partner label.
+
+    Args:
+        label_value_pairs: ``(left value, right value)`` pairs of sided labels (``LandmarkSpec.label_value_pairs``).
+        channel_labels: label value of each output channel (nnU-Net's ``label_manager.all_labels``).
+
+    Raises:
+        ValueError: a paired value has no output channel.
+    """
+    channel_of = {int(value): channel for channel, value in enumerate(channel_labels)}
+    permutation = list(range(len(channel_labels)))
+    for left, right in label_value_pairs:
+        if left not in channel_of or right not in channel_of:
+            raise ValueError(
+                f"label_mirror_pairs values {(left, right)} need segmentation channels; the model's channels hold "
+                f"labels {list(channel_labels)}"
+            )
+        permutation[channel_of[left]], permutation[channel_of[right]] = channel_of[right], channel_of[left]
+    return tuple(permutation)
 
 
 def geometry_from_properties(
@@ -367,6 +397,9 @@ class nnUNetLandmarkPredictor(nnUNetPredictor):  # noqa: N801 (nnU-Net's naming)
         self._case: _Case | None = None
         self._lateral_tensor_axis: int | None = None
         self._mirror_channels: Tensor | None = None
+        # Segmentation channel permutation of a left-right flip (paired sided labels), used when the model was trained
+        # with side-swapping flips; ``None`` otherwise.
+        self._mirror_label_channels: Tensor | None = None
 
     # ------------------------------------------------------------------ initialisation
     def initialize_from_trained_model_folder(
@@ -420,6 +453,14 @@ class nnUNetLandmarkPredictor(nnUNetPredictor):  # noqa: N801 (nnU-Net's naming)
         network.output_heatmaps = True
         permutation = self.landmark_spec.mirror_permutation()
         self._mirror_channels = None if permutation == tuple(range(len(permutation))) else torch.tensor(permutation)
+        self._mirror_label_channels = None
+        if self.plans_manager.plans.get(PLANS_SIDE_SWAPPING_TTA_KEY, False):
+            self._mirror_label_channels = torch.tensor(
+                label_channel_permutation(
+                    self.landmark_spec.label_value_pairs(self.plans_manager.plans.get("bab_labels", {})),
+                    self.label_manager.all_labels,
+                )
+            )
 
     def _enable_uv_maps(self, network: nn.Module) -> None:
         template = self.denseseg_template
@@ -431,6 +472,7 @@ class nnUNetLandmarkPredictor(nnUNetPredictor):  # noqa: N801 (nnU-Net's naming)
             )
         network.output_heatmaps = True
         self._mirror_channels = None
+        self._mirror_label_channels = None
         self._parsed_uv_queries = parse_uv_queries(self.uv_queries, template, "uv queries") if self.uv_queries else None
 
     def _num_extra_channels(self) -> int:
@@ -447,7 +489,7 @@ class nnUNetLandmarkPredictor(nnUNetPredictor):  # noqa: N801 (nnU-Net's naming)
     # ------------------------------------------------------------------ network passes
     def _lateral_axis_for(self, properties: Mapping[str, Any] | None) -> int | None:
         """Tensor axis of a sliding-window patch ``(1, C, *patch)`` along which a flip swaps left and right."""
-        if self._mirror_channels is None:
+        if self._mirror_channels is None and self._mirror_label_channels is None:
             return None
         if properties is None:
             # No case geometry: assume the usual frame, patient left-right along the last raw array axis.
@@ -459,10 +501,16 @@ class nnUNetLandmarkPredictor(nnUNetPredictor):  # noqa: N801 (nnU-Net's naming)
         )
         return None if patch_axis is None else patch_axis + 2
 
+    def _with_side_swapping_axis(self, mirror_axes: Sequence[int] | None) -> tuple[int, ...] | None:
+        """The checkpoint's mirror axes plus, for a model trained with side-swapping flips, this case's lateral axis."""
+        if self._mirror_label_channels is None or self._lateral_tensor_axis is None:
+            return None if mirror_axes is None else tuple(mirror_axes)
+        return tuple(sorted({*(mirror_axes or ()), self._lateral_tensor_axis - 2}))
+
     @torch.inference_mode()
     def _internal_maybe_mirror_and_predict(self, x: Tensor) -> Tensor:
         """``concat(segmentation logits, heatmaps)`` of one patch, averaged over the mirror axes like nnU-Net's."""
-        mirror_axes = self.allowed_mirroring_axes if self.use_mirroring else None
+        mirror_axes = self._with_side_swapping_axis(self.allowed_mirroring_axes) if self.use_mirroring else None
         if self.denseseg_template is not None:
             if mirror_axes:
                 raise ValueError(
@@ -486,7 +534,11 @@ class nnUNetLandmarkPredictor(nnUNetPredictor):  # noqa: N801 (nnU-Net's naming)
             combinations = [c for i in range(len(tensor_axes)) for c in itertools.combinations(tensor_axes, i + 1)]
             for axes in combinations:
                 flipped = self.network(torch.flip(x, axes))
-                segmentation += torch.flip(flipped.segmentation, axes)
+                if self._lateral_tensor_axis in axes and self._mirror_label_channels is not None:
+                    # Channel c of the flipped image is its partner label's logit (the permutation is an involution).
+                    segmentation += torch.flip(flipped.segmentation, axes)[:, self._mirror_label_channels.to(x.device)]
+                else:
+                    segmentation += torch.flip(flipped.segmentation, axes)
                 flipped_heatmaps = torch.flip(flipped.heatmap_logits.sigmoid_(), axes)
                 if self._lateral_tensor_axis in axes and self._mirror_channels is not None:
                     # Channel k of the flipped image is its partner's heatmap (the permutation is an involution).

@@ -182,3 +182,16 @@ def test_written_2d_images_are_2d(png_dataset: Callable[..., Path], tmp_path: Pa
     image = sitk.ReadImage(str(tmp_path / "raw" / "Dataset009_Tiny" / "imagesTr" / "c0_0000.mha"))
     assert image.GetDimension() == 2 and image.GetSpacing() == (0.5, 0.5)
     assert np.array_equal(sitk.GetArrayFromImage(image).shape, (24, 32))
+
+
+def test_convert_cli_writes_label_mirror_pairs(png_dataset: Callable[..., Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``--label-mirror-pair`` reaches the landmarks block, validated like the rest (issue 16, item 1)."""
+    root = png_dataset()
+    exclusive = ("--overlap", "priority", "--priority", "a", "b")
+    assert cli_convert.main(_convert_args(root, tmp_path / "raw", *exclusive, "--label-mirror-pair", "a", "b")) == 0
+    dataset_json = json.loads((tmp_path / "raw" / "Dataset009_Tiny" / "dataset.json").read_text())
+    assert dataset_json["landmarks"]["label_mirror_pairs"] == [["a", "b"]]
+    # Region labels have no single value to swap: an error naming the field, exit status 1.
+    assert cli_convert.main(_convert_args(root, tmp_path / "raw2", "--label-mirror-pair", "a", "b")) == 1
+    assert "landmarks.label_mirror_pairs[0]" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -16,6 +17,7 @@ from nnunet_babloss.landmarks.spec import (
     LandmarkSpec,
     LandmarkSpecError,
     has_landmarks_block,
+    label_looks_sided,
     landmark_name_problem,
 )
 
@@ -81,7 +83,8 @@ def _specs(draw: st.DrawFn) -> LandmarkSpec:
     labels = ("background", "right lung", "left lung", "heart", "lungs")
     bridge = tuple((name, tuple(draw(st.lists(st.sampled_from(labels), min_size=1, unique=True)))) for name in bridged)
     positive = st.floats(min_value=1e-3, max_value=1e3, allow_nan=False)
-    return LandmarkSpec(names, pairs, bridge, draw(positive), draw(positive))
+    label_pairs = (("right lung", "left lung"),) if draw(st.booleans()) else ()
+    return LandmarkSpec(names, pairs, bridge, draw(positive), draw(positive), label_pairs)
 
 
 @settings(max_examples=60, deadline=None)
@@ -164,6 +167,16 @@ INVALID_BLOCKS = [
     ({"sigma_mm": True}, "landmarks.sigma_mm", "got True"),
     ({"boundary_range_mm": 0.0}, "landmarks.boundary_range_mm", "got 0.0"),
     ({"sigma": 2.0}, "landmarks", "unknown key(s) ['sigma']"),
+    ({"label_mirror_pairs": [["right lung", "spleen"]]}, "landmarks.label_mirror_pairs[0]", "unknown label 'spleen'"),
+    ({"label_mirror_pairs": [["right lung", "ignore"]]}, "landmarks.label_mirror_pairs[0]", "'ignore' label"),
+    ({"label_mirror_pairs": [["lungs", "heart"]]}, "landmarks.label_mirror_pairs[0]", "single integer value"),
+    ({"label_mirror_pairs": [["heart", "heart"]]}, "landmarks.label_mirror_pairs[0]", "with itself"),
+    ({"label_mirror_pairs": [["right lung", "left lung"], ["heart", "left lung"]]}, "landmarks.label_mirror_pairs[1]",
+     "'left lung' is already paired in label_mirror_pairs[0]"),
+    ({"label_mirror_pairs": [["right lung", "left lung", "heart"]]}, "landmarks.label_mirror_pairs[0]",
+     "pair [left, right] of label names"),
+    ({"label_mirror_pairs": [["right lung", 1]]}, "landmarks.label_mirror_pairs[0]", "non-empty strings, got 1"),
+    ({"label_mirror_pairs": {"right lung": "left lung"}}, "landmarks.label_mirror_pairs", "must be a list"),
 ]
 
 
@@ -235,3 +248,57 @@ def test_unknown_name_lookup_lists_the_known_names() -> None:
     with pytest.raises(LandmarkSpecError, match=r"unknown landmark 'z'; known: \['a', 'b'\]"):
         spec.index("z")
     assert issubclass(LandmarkSpecError, ValueError)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# label_mirror_pairs: sided labels that swap with the landmark pairs (issue 16, item 1)
+# ---------------------------------------------------------------------------------------------------------------
+def test_label_mirror_pairs_are_read_and_give_label_values() -> None:
+    spec = LandmarkSpec.from_dataset_json(_dataset_json(label_mirror_pairs=[["right lung", "left lung"]]))
+    assert spec.label_mirror_pairs == (("right lung", "left lung"),)
+    assert spec.label_value_pairs(LABELS) == ((1, 2),)
+    assert [spec.label_partner(label) for label in ("right lung", "left lung", "heart")] == ["left lung", "right lung", "heart"]
+    assert LandmarkSpec.from_dataset_json(_dataset_json()).label_mirror_pairs == ()
+    with pytest.raises(LandmarkSpecError, match="unknown label 'left lung'"):
+        spec.label_value_pairs({"right lung": 1})
+
+
+def test_label_pairs_need_a_labels_object() -> None:
+    dataset_json = _dataset_json(bridge={}, label_mirror_pairs=[["right lung", "left lung"]])
+    del dataset_json["labels"]
+    with pytest.raises(LandmarkSpecError, match=r"^dataset.json: labels: landmarks.label_mirror_pairs"):
+        LandmarkSpec.from_dataset_json(dataset_json)
+
+
+@pytest.mark.parametrize(
+    ("name", "sided"),
+    [("right lung", True), ("left_lung", True), ("Lung L", True), ("lung_r", True), ("lt_kidney", True),
+     ("leftClavicle", True), ("RightLung", True), ("heart", False), ("vertebra_L1", False), ("bright_spot", False),
+     ("ligament", False), ("lungs", False)],
+)
+def test_sided_looking_labels(name: str, sided: bool) -> None:
+    assert label_looks_sided(name) is sided
+
+
+def test_lateral_flip_problems_name_the_unpaired_sided_labels_and_the_field() -> None:
+    labels = ("background", "right lung", "left lung", "heart")
+    unpaired = LandmarkSpec.from_dataset_json(_dataset_json(bridge={"R_apex": ["right lung"], "L_apex": ["left lung"]}))
+    problems = unpaired.lateral_flip_problems(labels)
+    assert len(problems) == 2
+    assert "['right lung', 'left lung'] look sided" in problems[0] and "label_mirror_pairs" in problems[0]
+    assert "'R_apex' and 'L_apex'" in problems[1] and "label_mirror_pairs" in problems[1]
+    paired = dataclasses.replace(unpaired, label_mirror_pairs=(("right lung", "left lung"),))
+    assert paired.lateral_flip_problems(labels) == ()
+
+
+def test_bridges_must_swap_with_their_landmarks() -> None:
+    labels = ("background", "right lung", "left lung", "heart")
+    pairs = [["right lung", "left lung"]]
+    # A partner without a bridge claims nothing; an unsided bridge (heart) is the same on both sides.
+    consistent = _dataset_json(bridge={"R_apex": ["right lung"], "heart_tip": ["heart"]}, label_mirror_pairs=pairs)
+    assert LandmarkSpec.from_dataset_json(consistent).lateral_flip_problems(labels) == ()
+    # Both apices on the right lung, or an unpaired landmark on one lung: a flip moves it to the other lung.
+    for bridge, who in (({"R_apex": ["right lung"], "L_apex": ["right lung"]}, "'R_apex' and 'L_apex'"),
+                        ({"heart_tip": ["heart", "right lung"]}, "landmark 'heart_tip'")):
+        problems = LandmarkSpec.from_dataset_json(_dataset_json(bridge=bridge, label_mirror_pairs=pairs)).lateral_flip_problems(labels)
+        assert len(problems) == 1 and who in problems[0], problems

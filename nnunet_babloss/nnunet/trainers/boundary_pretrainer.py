@@ -37,6 +37,7 @@ channel predicts the boundary band of its structure in [0, 1] and fine-tuning on
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -53,7 +54,7 @@ from nnunet_babloss.landmarks.spec import LandmarkSpec, has_landmarks_block
 from nnunet_babloss.losses import group_organ_masks, mixed_mse_logcosh_loss, mixing_weight
 from nnunet_babloss.network import SegmentationHeatmapNetwork, SegmentationHeatmapOutput, unwrap_network
 from nnunet_babloss.nnunet.trainers.babloss_trainer import bridge_groups
-from nnunet_babloss.nnunet.trainers.heatmap_trainer import PLANS_LANDMARKS_KEY, HeatmapTrainer
+from nnunet_babloss.nnunet.trainers.heatmap_trainer import NO_MIRROR_PAIRS_PROBLEM, PLANS_LANDMARKS_KEY, HeatmapTrainer
 from nnunet_babloss.nnunet.trainers.checkpoint_selection import SelectionScoreCheckpointing
 from nnunet_babloss.nnunet.trainers.mirroring import LateralMirroringGuard
 from nnunet_babloss.nnunet.trainers.schedules import ScheduleSettings
@@ -171,9 +172,22 @@ class BoundaryPretrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Sch
                 f"segmentation loss weight {self.segmentation_loss_weight:g}"
             )
 
-    def restrict_lateral_mirroring(self) -> bool:
-        """No left-right flips when the landmarks have no mirror pairs (the rule of :class:`HeatmapTrainer`)."""
-        return not self.landmark_spec.mirror_pairs and not self.mirror_lateral_without_pairs
+    def lateral_mirroring_problems(self) -> tuple[str, ...]:
+        """:class:`HeatmapTrainer`'s rule, except that sided labels always stop left-right flips: the pre-training
+        uses nnU-Net's own augmentation, which does not swap ``label_mirror_pairs``."""
+        if self.mirror_lateral_without_pairs:
+            return ()
+        spec = self.landmark_spec
+        problems = [] if spec.mirror_pairs else [NO_MIRROR_PAIRS_PROBLEM]
+        label_problems = dataclasses.replace(spec, label_mirror_pairs=()).lateral_flip_problems(self.dataset_json["labels"])
+        if label_problems and spec.label_mirror_pairs:
+            problems.append(
+                f"{type(self).__name__} does not swap the label values of landmarks.label_mirror_pairs "
+                f"{[list(pair) for pair in spec.label_mirror_pairs]} under a flip (it uses nnU-Net's augmentation)"
+            )
+        else:
+            problems.extend(label_problems)
+        return tuple(problems)
 
     # ------------------------------------------------------------------ targets and losses
     def boundary_targets(self, target) -> tuple[Tensor, Tensor]:

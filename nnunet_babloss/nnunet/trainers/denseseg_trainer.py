@@ -36,7 +36,11 @@ from torch import Tensor, nn
 
 from nnunet_babloss.network import SegmentationUVNetwork, SegmentationUVOutput
 from nnunet_babloss.nnunet.landmark_loader import preprocessed_keypoints
-from nnunet_babloss.nnunet.trainers.heatmap_trainer import HeatmapTrainer, landmark_spec_from_plans
+from nnunet_babloss.nnunet.trainers.heatmap_trainer import (
+    PLANS_SIDE_SWAPPING_TTA_KEY,
+    HeatmapTrainer,
+    landmark_spec_from_plans,
+)
 from nnunet_babloss.uv_losses import landmark_uv_l1, masked_uv_l1, uv_total_variation
 from nnunet_babloss.uvmaps import (
     DenseSegTemplate,
@@ -123,6 +127,7 @@ class DenseSegTrainer(HeatmapTrainer):
         """nnU-Net's settings without mirroring (training and test time): uv maps are not mirror-equivariant."""
         rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         self.inference_allowed_mirroring_axes = None
+        self.plans_manager.plans[PLANS_SIDE_SWAPPING_TTA_KEY] = False
         return rotation, dummy_2d, initial_patch_size, None
 
     # ------------------------------------------------------------------ template

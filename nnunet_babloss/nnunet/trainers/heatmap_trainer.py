@@ -53,12 +53,23 @@ from nnunet_babloss.nnunet.trainers.mirroring import LateralMirroringGuard
 from nnunet_babloss.nnunet.trainers.schedules import ScheduleSettings
 
 __all__ = [
+    "NO_MIRROR_PAIRS_PROBLEM",
     "PLANS_LANDMARKS_KEY",
+    "PLANS_SIDE_SWAPPING_TTA_KEY",
     "HeatmapTrainer",
     "landmark_spec_from_plans",
 ]
 
 PLANS_LANDMARKS_KEY = "bab_landmarks"
+#: Plans entry (bool): the model was trained with left-right flips that swap ``label_mirror_pairs``. nnU-Net's stock
+#: predictor cannot swap segmentation channels, so the checkpoint's ``inference_allowed_mirroring_axes`` then leaves
+#: the lateral axis out; :class:`~nnunet_babloss.nnunet.predictor.nnUNetLandmarkPredictor` adds it back, swapping the
+#: paired label and landmark channels of the mirrored pass.
+PLANS_SIDE_SWAPPING_TTA_KEY = "bab_side_swapping_tta"
+NO_MIRROR_PAIRS_PROBLEM = (
+    "the landmarks have no landmarks.mirror_pairs, so a flip cannot say which landmark a sided one becomes "
+    "(declare the left/right partners in mirror_pairs if they exist)"
+)
 LANDMARK_FOLDER = "landmarksTr"
 
 
@@ -114,7 +125,8 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
     #: Heatmap peak below which the final validation writes a landmark as absent (``nnUNetv2_bab_predict``'s
     #: ``--landmark_threshold``); 0 always reports the argmax, e.g. for benchmarks that score every landmark.
     validation_landmark_threshold: float = 0.3
-    #: Keep nnU-Net's left-right flips even when sided landmarks have no mirror pairs (see trainers/mirroring.py).
+    #: Keep nnU-Net's left-right flips whatever the guard finds (sided landmarks without mirror pairs, sided labels
+    #: without label_mirror_pairs; see trainers/mirroring.py).
     mirror_lateral_without_pairs: bool = False
 
     def __init__(
@@ -171,10 +183,15 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
             super().initialize()
             self._unwrapped_network().output_heatmaps = True
 
-    def restrict_lateral_mirroring(self) -> bool:
-        """No left-right flips when the landmarks have no mirror pairs (they could not swap sides consistently)."""
+    def lateral_mirroring_problems(self) -> tuple[str, ...]:
+        """Why left-right flips would teach wrong targets: landmarks without ``mirror_pairs``, or sided labels and
+        bridges that ``label_mirror_pairs`` do not make consistent (:meth:`LandmarkSpec.lateral_flip_problems`)."""
+        if self.mirror_lateral_without_pairs:
+            return ()
         spec = self.landmark_spec
-        return spec.num_landmarks > 0 and not spec.mirror_pairs and not self.mirror_lateral_without_pairs
+        problems = [NO_MIRROR_PAIRS_PROBLEM] if spec.num_landmarks > 0 and not spec.mirror_pairs else []
+        problems.extend(spec.lateral_flip_problems(self.dataset_json["labels"]))
+        return tuple(problems)
 
     # ------------------------------------------------------------------ data
     def _landmark_folder(self) -> Path:
@@ -213,15 +230,23 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
             initial_patch_size = get_patch_size(patch_size[-dimension:], rotation, rotation, rotation, (0.85, 1.25))
             if dummy_2d:
                 initial_patch_size[0] = patch_size[0]
+        lateral_axes = self._lateral_patch_axes()
         if self.mirror_only_lateral:
-            mirror_axes = tuple(axis for axis in mirror_axes if axis in self._lateral_patch_axes())
+            mirror_axes = tuple(axis for axis in mirror_axes if axis in lateral_axes)
+        # Flips that swap sided label values need the swap at test time too, which only our predictor does.
+        swaps_labels = bool(self.landmark_spec.label_mirror_pairs) and any(axis in mirror_axes for axis in lateral_axes)
+        self.plans_manager.plans[PLANS_SIDE_SWAPPING_TTA_KEY] = swaps_labels
+        inference_axes = tuple(axis for axis in mirror_axes if not (swaps_labels and axis in lateral_axes))
         # ``None``, not ``()``, when nothing flips: nnU-Net's predictors take ``None`` as "no mirroring" but call
         # ``max()`` on an empty tuple.
-        self.inference_allowed_mirroring_axes = mirror_axes or None
+        self.inference_allowed_mirroring_axes = inference_axes or None
         self.print_to_log_file(
             f"landmark augmentation: rotation +-{math.degrees(rotation[1]):.0f} deg, scaling "
-            f"{self.landmark_scaling or 'nnU-Net default'}, mirror axes for training and inference {mirror_axes}, "
-            f"image-centred patches where the patch covers the image: {self.image_centred_patches}"
+            f"{self.landmark_scaling or 'nnU-Net default'}, mirror axes for training {mirror_axes}, for nnU-Net's "
+            f"test-time mirroring {inference_axes}"
+            + (f" (nnUNetv2_bab_predict also flips left-right, swapping {list(self.landmark_spec.label_mirror_pairs)})"
+               if swaps_labels else "")
+            + f", image-centred patches where the patch covers the image: {self.image_centred_patches}"
         )
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
@@ -250,6 +275,7 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
         dataset_tr, dataset_val = self.get_tr_and_val_datasets()
         lateral_axes = self._lateral_patch_axes()
         pairing = self.landmark_spec.mirror_permutation()
+        label_pairs = self.landmark_spec.label_value_pairs(self.dataset_json["labels"])
         common = dict(
             is_cascaded=self.is_cascaded,
             foreground_labels=self.label_manager.foreground_labels,
@@ -263,14 +289,19 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
             ),
             pairing,
             lateral_axes,
+            label_value_pairs=label_pairs,
         )
-        val_transforms = make_keypoint_aware(self.get_validation_transforms(deep_supervision_scales, **common), pairing, lateral_axes)
+        val_transforms = make_keypoint_aware(
+            self.get_validation_transforms(deep_supervision_scales, **common), pairing, lateral_axes,
+            label_value_pairs=label_pairs,
+        )
         landmarks = self.load_world_landmarks(list(dataset_tr.identifiers) + list(dataset_val.identifiers))
         self.print_to_log_file(
             f"landmarks: {len(landmarks)} of {len(dataset_tr.identifiers) + len(dataset_val.identifiers)} cases have a "
             f"landmark file; heatmap sigma {tuple(round(s, 3) for s in self.sigma_vox)} voxels (dataset "
             f"{self.landmark_spec.sigma_mm} mm, at least {self.heatmap_min_sigma_vox} voxels); heatmap loss "
-            f"{self.heatmap_loss_kind}; lateral patch axes for mirror pairs: {lateral_axes}"
+            f"{self.heatmap_loss_kind}; lateral patch axes for mirror pairs: {lateral_axes}; label values swapped with "
+            f"them: {label_pairs}"
         )
         loader_options = dict(
             image_centred_patches=self.image_centred_patches,

@@ -1,18 +1,22 @@
 """Lateral mirroring guard: no left-right flips for datasets whose labels or landmarks are sided but unpaired.
 
 A flip along the patient's left-right axis turns a right lung into something that looks like a left lung. With
-mirror pairs declared, :class:`~nnunet_babloss.nnunet.trainers.heatmap_trainer.HeatmapTrainer` swaps the paired
-heatmap channels and all is well. Without pairs (JSRT: 44 right-lung and 50 left-lung contour points cannot be
-paired), a flipped image would teach "right-lung point 3" to sit on either side, and mirror test-time augmentation
-would average a landmark with its mirror image. The guard drops the lateral axis from nnU-Net's mirror axes for
-training *and* for inference (``inference_allowed_mirroring_axes`` is stored in the checkpoint, so the stock and our
-predictor follow it); the other axes keep nnU-Net's flips.
+``mirror_pairs`` (landmarks) and ``label_mirror_pairs`` (sided labels) declared,
+:class:`~nnunet_babloss.nnunet.trainers.heatmap_trainer.HeatmapTrainer` swaps the paired landmarks and label values
+under the same flip and all is well. Without landmark pairs (JSRT: 44 right-lung and 50 left-lung contour points
+cannot be paired), a flipped image would teach "right-lung point 3" to sit on either side, and mirror test-time
+augmentation would average a landmark with its mirror image; with landmark pairs but unpaired sided labels, a flip
+would move a landmark to the other lung while its bridge still names the first one (BaBLoss would pull it to the
+wrong boundary). The guard drops the lateral axis from nnU-Net's mirror axes for training *and* for inference
+(``inference_allowed_mirroring_axes`` is stored in the checkpoint, so the stock and our predictor follow it), says why
+in the training log and as a warning; the other axes keep nnU-Net's flips.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -117,12 +121,13 @@ def read_case_geometries(
 
 
 class LateralMirroringGuard:
-    """Mixin for nnU-Net trainers: removes the lateral patch axis from the mirror axes when
-    :meth:`restrict_lateral_mirroring` says so (default: always)."""
+    """Mixin for nnU-Net trainers: removes the lateral patch axis from the mirror axes, loudly, when
+    :meth:`lateral_mirroring_problems` finds a reason (default: always)."""
 
-    def restrict_lateral_mirroring(self) -> bool:
-        """Whether to drop left-right flips (subclasses decide, e.g. from their landmark specification)."""
-        return True
+    def lateral_mirroring_problems(self) -> tuple[str, ...]:
+        """Why left-right flips would teach wrong targets; empty when they are safe (subclasses decide, e.g. from
+        their landmark specification). The reasons name the ``dataset.json`` field that would fix them."""
+        return ("this trainer cannot swap sided labels (e.g. right/left lung) under a left-right flip",)
 
     def dataset_lateral_patch_axis(self) -> int | None:
         """The patch axis that flips left and right, agreed on by every preprocessed case (their properties files).
@@ -141,15 +146,20 @@ class LateralMirroringGuard:
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):  # noqa: N802 (nnU-Net's name)
         rotation, dummy_2d, initial_patch_size, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        if mirror_axes and self.restrict_lateral_mirroring():
+        problems = self.lateral_mirroring_problems() if mirror_axes else ()
+        if problems:
             lateral = self.dataset_lateral_patch_axis()
             if lateral is not None and lateral in mirror_axes:
                 mirror_axes = tuple(axis for axis in mirror_axes if axis != lateral)
                 self.inference_allowed_mirroring_axes = mirror_axes
-                self.print_to_log_file(
-                    f"lateral mirroring off (patch axis {lateral}: sided labels/landmarks without mirror pairs); "
-                    f"mirror axes for training and inference: {mirror_axes}"
+                message = (
+                    f"{type(self).__name__}: left-right mirroring off (patch axis {lateral}), for training and "
+                    f"test-time mirroring; mirror axes now {mirror_axes}. Why: " + " ".join(
+                        f"({number}) {problem}." for number, problem in enumerate(problems, 1)
+                    )
                 )
+                self.print_to_log_file(message)
+                warnings.warn(message, stacklevel=2)
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
 
