@@ -7,6 +7,10 @@ Rendering is separable: the heatmap of landmark ``c`` is ``prod_a exp(-(i_a - c_
 channel is the outer product of ``D`` one-dimensional Gaussians. Only the ``(B, K, S_a)`` factors and the output
 itself are ever allocated, on the device of the coordinates.
 
+A 2D slice taken out of a 3D volume gets the slice of a 3D Gaussian: the in-plane Gaussian times the through-plane
+factor ``exp(-o^2 / (2 sigma^2))`` of the landmark's offset ``o`` from the slice (:func:`through_plane_factors`).
+The heatmaps of the slices then stack into a sampled 3D Gaussian, which the same decoder reads in 3D.
+
 Decoding takes the arg-max of each channel and refines it per axis with a parabola through the logarithm of the
 peak and its two neighbours, which recovers the centre of a sampled Gaussian exactly (its logarithm *is* a
 parabola along every axis).
@@ -24,6 +28,7 @@ __all__ = [
     "decode_heatmaps",
     "render_gaussian_heatmaps",
     "sigma_mm_to_vox",
+    "through_plane_factors",
 ]
 
 _SUPPORTED_DIMENSIONS = (2, 3)
@@ -131,6 +136,39 @@ def render_gaussian_heatmaps(
     if out is None:
         return leading * factors[-1]
     return torch.mul(leading, factors[-1], out=out)
+
+
+def through_plane_factors(offsets_vox: Tensor, sigma_vox: float) -> Tensor:
+    """Peak height of each landmark's heatmap on a 2D slice of a 3D volume: the through-plane factor of a 3D Gaussian.
+
+    Multiplying the in-plane heatmaps of :func:`render_gaussian_heatmaps` by these factors gives, on the slice, the
+    3D Gaussian of the landmark (separable, so exact): 1 for a landmark on the slice, about 0 for one far from it.
+
+    Args:
+        offsets_vox: ``(B, K)`` signed distance of each landmark from the slice, in slices (through-plane voxels);
+            NaN for a landmark that is not annotated.
+        sigma_vox: through-plane standard deviation, in slices.
+
+    Returns:
+        ``(B, K)`` factors in ``[0, 1]`` (dtype at least float32, device of ``offsets_vox``); 0 where the offset is
+        not finite.
+
+    Raises:
+        ValueError: on a non-floating tensor or a sigma that is not positive and finite.
+
+    Example:
+        >>> factors = through_plane_factors(torch.tensor([[0.0, 1.0, 4.0, float("nan")]]), 1.0)
+        >>> [round(value, 4) for value in factors[0].tolist()]
+        [1.0, 0.6065, 0.0003, 0.0]
+    """
+    if not isinstance(offsets_vox, Tensor) or not offsets_vox.is_floating_point():
+        got = f"a tensor of {offsets_vox.dtype}" if isinstance(offsets_vox, Tensor) else type(offsets_vox).__name__
+        raise ValueError(f"offsets_vox must be a floating-point tensor, got {got}")
+    (sigma,) = _positive_finite_tuple((sigma_vox,), "sigma_vox")
+    offsets = offsets_vox.to(torch.promote_types(offsets_vox.dtype, torch.float32))
+    finite = torch.isfinite(offsets)
+    factors = torch.exp(-0.5 * (torch.where(finite, offsets, torch.zeros_like(offsets)) / sigma).square())
+    return torch.where(finite, factors, torch.zeros_like(factors))
 
 
 def decode_heatmaps(heatmaps: Tensor, *, min_confidence: float = 0.0) -> tuple[Tensor, Tensor]:

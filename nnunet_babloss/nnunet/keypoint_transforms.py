@@ -21,7 +21,9 @@ The maps, derived from batchgeneratorsv2 0.3.6 (``SpatialTransform.get_parameter
   ``i = x - (floor(c) - P // 2)``.
 * Mirroring along axis ``a`` of size ``S``: ``x' = S - 1 - x``; left/right partners swap rows when an odd number
   of the flipped axes are lateral axes, and under the same decision the values of paired sided labels (right/left
-  lung) swap in ``data["segmentation"]``, so every landmark stays on the boundary of its bridged label.
+  lung) swap in ``data["segmentation"]``, so every landmark stays on the boundary of its bridged label. Per-landmark
+  values that travel with a landmark but are no coordinate of the sample (:data:`KEYPOINT_SLICE_OFFSETS_KEY`, a
+  ``(K,)`` tensor) swap rows with it.
 * Pseudo-2D (``Convert3DTo2DTransform``): the first spatial axis is folded into channels; its coordinate is kept
   aside in the data dict under :data:`KEYPOINTS_FIRST_AXIS_KEY` and restored by ``Convert2DTo3DTransform``.
 
@@ -54,6 +56,7 @@ from torch import Tensor
 __all__ = [
     "KEYPOINTS_FIRST_AXIS_KEY",
     "KEYPOINTS_KEY",
+    "KEYPOINT_SLICE_OFFSETS_KEY",
     "KeypointConvert2DTo3DTransform",
     "KeypointConvert3DTo2DTransform",
     "KeypointMirrorTransform",
@@ -72,6 +75,10 @@ KEYPOINTS_KEY = "keypoints"
 
 KEYPOINTS_FIRST_AXIS_KEY = "keypoints_first_axis_pseudo2d"
 """Data-dict key holding the ``(K,)`` first coordinates between ``Convert3DTo2D`` and ``Convert2DTo3D``."""
+
+KEYPOINT_SLICE_OFFSETS_KEY = "keypoint_slice_offsets"
+"""Data-dict key of a ``(K,)`` tensor: each landmark's through-plane offset from a 2D slice taken out of a 3D volume
+(see :mod:`nnunet_babloss.nnunet.landmark_loader`). No 2D transform moves it; mirror pair swaps reorder it."""
 
 # Transforms whose ``apply`` is overridden but provably never reads or writes ``data["keypoints"]``
 # (batchgeneratorsv2 0.3.6 source): they only touch "image" and "segmentation".
@@ -385,6 +392,18 @@ class KeypointMirrorTransform(MirrorTransform):
                 f"landmark ({len(self.pair_permutation)}), got {flipped.shape[0]} channels"
             )
         return flipped[torch.as_tensor(self.pair_permutation, dtype=torch.long)]
+
+    def apply(self, data_dict: dict, **params: Any) -> dict:
+        data_dict = super().apply(data_dict, **params)
+        offsets = data_dict.get(KEYPOINT_SLICE_OFFSETS_KEY)
+        if offsets is not None and params["swap_pairs"] and self.pair_permutation is not None:
+            if offsets.shape != (len(self.pair_permutation),):
+                raise ValueError(
+                    f"{type(self).__name__}: data['{KEYPOINT_SLICE_OFFSETS_KEY}'] must have shape "
+                    f"({len(self.pair_permutation)},), one value per landmark, got {tuple(offsets.shape)}"
+                )
+            data_dict[KEYPOINT_SLICE_OFFSETS_KEY] = offsets[torch.as_tensor(self.pair_permutation, dtype=torch.long)]
+        return data_dict
 
 
 class KeypointConvert3DTo2DTransform(Convert3DTo2DTransform):

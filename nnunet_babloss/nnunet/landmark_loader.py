@@ -10,8 +10,14 @@ go through the keypoint-aware augmentation of :mod:`nnunet_babloss.nnunet.keypoi
 
 Each batch gains:
 
-* ``keypoints``: ``(B, K, D)`` float32 voxel coordinates in the patch, NaN where a landmark is absent, not
-  annotated, or (2D training on 3D volumes) not on the sampled slice;
+* ``keypoints``: ``(B, K, D)`` float32 voxel coordinates in the patch, NaN where a landmark is absent or not
+  annotated (and only then);
+* ``slice_offsets_vox``: ``(B, K)`` float32 signed distance, in slices, of each landmark from the sampled slice when
+  a 2D patch is taken out of a 3D volume (landmark slice minus sampled slice); 0 for 3D patches and 2D images, NaN
+  where ``keypoints`` is NaN. A landmark on another slice is *annotated but not here*: it keeps its in-plane
+  coordinates and its offset, so that its target on this slice is the slice of its 3D Gaussian (about zero far
+  from the landmark) and a peak on a slice without the landmark is penalised. Marking it NaN instead would make it
+  indistinguishable from a landmark nobody annotated, which no loss may touch;
 * ``has_mask``: ``(B,)`` bool, the case has a mask (some voxel is neither the ignore label nor padding);
 * ``has_landmarks``: ``(B,)`` bool, the case has a landmark file.
 """
@@ -27,6 +33,7 @@ from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from threadpoolctl import threadpool_limits
 
 from nnunet_babloss.landmarks.geometry import ImageGeometry, PreprocessingMap, world_to_preprocessed_index
+from nnunet_babloss.nnunet.keypoint_transforms import KEYPOINT_SLICE_OFFSETS_KEY
 
 __all__ = ["LandmarkDataLoader", "preprocessed_keypoints"]
 
@@ -108,7 +115,7 @@ class LandmarkDataLoader(nnUNetDataLoader):
 
     def generate_train_batch(self) -> dict:
         selected_keys = self.get_indices()
-        images, targets, keypoints_all, has_mask, has_landmarks = [], None, [], [], []
+        images, targets, keypoints_all, slice_offsets_all, has_mask, has_landmarks = [], None, [], [], [], []
         with torch.no_grad(), threadpool_limits(limits=1, user_api=None):
             for sample_index, key in enumerate(selected_keys):
                 force_fg = self.get_do_oversample(sample_index)
@@ -134,16 +141,17 @@ class LandmarkDataLoader(nnUNetDataLoader):
                     seg_prev_cropped = crop_and_pad_nd(seg_prev, bbox, -1, cast_cropped_to=np.int16)
                     seg_cropped = torch.cat((seg_cropped, torch.from_numpy(seg_prev_cropped).to(torch.int16)[None]), dim=0)
                 patch_keypoints = keypoints - np.asarray(lower, dtype=np.float64)
+                slice_offsets = np.where(np.isnan(keypoints).any(axis=1), np.nan, 0.0)
                 if self.patch_size_was_2d:
                     data_cropped, seg_cropped = data_cropped[:, 0], seg_cropped[:, 0]
-                    # A landmark belongs to a 2D patch only if it lies on the sampled slice.
-                    off_slice = np.abs(patch_keypoints[:, 0]) > 0.5
+                    # The patch is the slice ``lower[0]``: the first coordinate is each landmark's offset from it.
+                    slice_offsets = patch_keypoints[:, 0].copy()
                     patch_keypoints = patch_keypoints[:, 1:]
-                    patch_keypoints[off_slice] = np.nan
                 sample = {
                     "image": data_cropped,
                     "segmentation": seg_cropped,
                     "keypoints": torch.from_numpy(patch_keypoints.astype(np.float32)),
+                    KEYPOINT_SLICE_OFFSETS_KEY: torch.from_numpy(slice_offsets.astype(np.float32)),
                 }
                 if self.transforms is not None:
                     sample = self.transforms(**sample)
@@ -157,6 +165,7 @@ class LandmarkDataLoader(nnUNetDataLoader):
                 else:
                     targets.append(segmentation)
                 keypoints_all.append(sample["keypoints"])
+                slice_offsets_all.append(sample[KEYPOINT_SLICE_OFFSETS_KEY])
                 has_mask.append(case_has_mask)
                 has_landmarks.append(world is not None)
         stacked_targets = [torch.stack(level) for level in targets] if targets and isinstance(targets[0], list) else torch.stack(targets)
@@ -165,6 +174,7 @@ class LandmarkDataLoader(nnUNetDataLoader):
             "target": stacked_targets,
             "keys": selected_keys,
             "keypoints": torch.stack(keypoints_all),
+            "slice_offsets_vox": torch.stack(slice_offsets_all),
             "has_mask": torch.tensor(has_mask, dtype=torch.bool),
             "has_landmarks": torch.tensor(has_landmarks, dtype=torch.bool),
         }

@@ -27,8 +27,10 @@ Landmarks are decoded in the preprocessed array (arg-max + sub-voxel refinement,
 optionally ``<case>.mrk.json`` for 3D Slicer. A landmark file is written before its segmentation is exported, so
 ``--continue_prediction`` (which skips cases whose segmentation exists) never leaves a case without landmarks.
 
-2D configurations on 3D volumes predict every slice separately: a landmark is then placed on the slice with the
-highest heatmap peak (integer slice index; sub-voxel refinement in-plane only).
+2D configurations on 3D volumes predict every slice separately, and nnU-Net stacks the slices into one volume. They
+are trained so that each slice holds the slice of the landmark's 3D Gaussian (see ``heatmap_slice_sigma_vox`` in
+:mod:`~nnunet_babloss.nnunet.trainers.heatmap_trainer`): the stack is decoded like a 3D configuration's heatmaps,
+peak over the volume and refinement along all three axes, sub-slice along the slices included.
 """
 
 from __future__ import annotations
@@ -154,17 +156,17 @@ def geometry_from_properties(
     return ImageGeometry.identity(tuple(spacing_array_order[::-1]))
 
 
-def decode_preprocessed_heatmaps(
-    heatmaps: Tensor, *, slice_wise: bool, min_confidence: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Landmark positions in nnU-Net's preprocessed array from its heatmaps.
+def decode_preprocessed_heatmaps(heatmaps: Tensor, *, min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Landmark positions in nnU-Net's preprocessed array from its heatmaps, in 3D.
+
+    One decoder for every configuration: :func:`~nnunet_babloss.heatmaps.decode_heatmaps` over the volume (peak,
+    then log-parabola refinement along each axis). A 2D image is a volume of one slice (no refinement along it); the
+    slice stack of a 2D configuration on a 3D volume is a 3D heatmap like a 3D configuration's.
 
     Args:
         heatmaps: ``(K, S0, S1, S2)`` heatmaps in ``[0, 1]`` over the preprocessed array (any float dtype; decoded
             in float32, in groups of channels of at most ``_DECODE_CHUNK_BYTES``, so a large volume with many
             landmarks is never copied whole).
-        slice_wise: the heatmaps come from a 2D configuration (slices ``S0`` predicted independently): each
-            landmark is put on the slice of its highest peak (integer index) and refined in-plane only.
         min_confidence: landmarks whose peak is below this value are absent (NaN).
 
     Returns:
@@ -183,21 +185,8 @@ def decode_preprocessed_heatmaps(
     coords, confidence = [], []
     for start in range(0, num_landmarks, chunk):
         group = heatmaps[start : start + chunk]  # (k, S0, S1, S2); decode_heatmaps works on a float32 copy
-        if slice_wise:
-            # Each channel's slice of highest peak, then a 2D decode of those slices (a 2D image has one slice).
-            if group.shape[1] == 1:
-                slice_index = torch.zeros(group.shape[0], dtype=torch.long)
-                planes = group[:, 0]
-            else:
-                flat_peak = torch.argmax(group.reshape(group.shape[0], -1), dim=1)
-                slice_index = flat_peak // (group.shape[2] * group.shape[3])
-                planes = group[torch.arange(group.shape[0]), slice_index]  # (k, S1, S2)
-            in_plane, peak = decode_heatmaps(planes[None], min_confidence=min_confidence)
-            position = torch.cat((slice_index.to(in_plane.dtype)[:, None], in_plane[0]), dim=1)
-        else:
-            decoded, peak = decode_heatmaps(group[None], min_confidence=min_confidence)
-            position = decoded[0]
-        position = position.double().numpy()
+        decoded, peak = decode_heatmaps(group[None], min_confidence=min_confidence)
+        position = decoded[0].double().numpy()
         position[np.isnan(position).any(axis=1)] = np.nan
         coords.append(position)
         confidence.append(peak[0].double().numpy())
@@ -210,7 +199,6 @@ def landmarks_from_preprocessed_heatmaps(
     transpose_forward: Sequence[int],
     spec: LandmarkSpec,
     *,
-    slice_wise: bool,
     landmark_threshold: float = DEFAULT_LANDMARK_THRESHOLD,
 ) -> LandmarkSet:
     """Decode heatmaps over a preprocessed case into world landmarks (LPS mm) with confidence.
@@ -220,7 +208,6 @@ def landmarks_from_preprocessed_heatmaps(
         properties: the case's nnU-Net properties (crop box, shapes, ``sitk_stuff``).
         transpose_forward: the plans' ``transpose_forward``.
         spec: the landmark specification (names and order of the channels).
-        slice_wise: see :func:`decode_preprocessed_heatmaps`.
         landmark_threshold: confidence below which a landmark is reported absent.
 
     Returns:
@@ -233,7 +220,7 @@ def landmarks_from_preprocessed_heatmaps(
         raise ValueError(
             f"heatmaps have {heatmaps.shape[0]} channels but the landmark spec names {spec.num_landmarks} landmarks"
         )
-    coords, confidence = decode_preprocessed_heatmaps(heatmaps, slice_wise=slice_wise, min_confidence=landmark_threshold)
+    coords, confidence = decode_preprocessed_heatmaps(heatmaps, min_confidence=landmark_threshold)
     geometry = geometry_from_properties(properties, transpose_forward)
     mapping = PreprocessingMap.from_nnunet(properties, transpose_forward, tuple(heatmaps.shape[1:]))
     points_mm = preprocessed_index_to_world(coords, geometry, mapping)
@@ -591,7 +578,6 @@ class nnUNetLandmarkPredictor(nnUNetPredictor):  # noqa: N801 (nnU-Net's naming)
         elif case is not None:
             case.landmarks = landmarks_from_preprocessed_heatmaps(
                 combined[num_heads:], case.properties, self.plans_manager.transpose_forward, spec,
-                slice_wise=len(self.configuration_manager.patch_size) == 2,
                 landmark_threshold=self.landmark_threshold,
             )
             if case.output_file_truncated is not None:

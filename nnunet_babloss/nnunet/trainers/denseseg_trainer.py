@@ -223,10 +223,16 @@ class DenseSegTrainer(HeatmapTrainer):
         return uv, region & defined[:, :, None, None], region
 
     def compute_losses(
-        self, output: SegmentationUVOutput, target, keypoints: Tensor, has_mask: Tensor, has_landmarks: Tensor
+        self, output: SegmentationUVOutput, target, keypoints: Tensor, has_mask: Tensor, has_landmarks: Tensor,
+        *, slice_offsets_vox: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Segmentation loss plus the DenseSeg uv losses; ``heatmap`` holds the (weighted) uv part for logging."""
+        """Segmentation loss plus the DenseSeg uv losses; ``heatmap`` holds the (weighted) uv part for logging.
+
+        uv maps describe the structures of the slice itself: landmarks on other slices (``slice_offsets_vox``, see
+        :meth:`HeatmapTrainer.compute_losses`) take no part.
+        """
         template = self._require_template()
+        keypoints = self.keypoints_on_patch(keypoints, slice_offsets_vox)
         segmentation_loss = self.loss(output.segmentation, target)
         labels = target[0] if isinstance(target, list) else target
         predicted = output.uv.float()

@@ -6,6 +6,9 @@ The baseline of the heterogeneous partially-labelled setting (a multi-head netwo
   level, padding included; cases without landmarks contribute no heatmap loss; a batch with no masks or no
   landmarks still trains (losses are masked, never subset, so DDP cannot deadlock and every head stays in the graph);
 * landmarks follow augmentation exactly and heatmaps are rendered on the training device from the keypoints;
+* a 2D configuration on 3D volumes trains each slice against the slice of every annotated landmark's 3D Gaussian
+  (``heatmap_slice_sigma_vox``): a landmark on another slice asks for (about) no peak here, and the predictor reads
+  the stacked slices as one 3D heatmap;
 * validation logs landmark MRE and SDR next to nnU-Net's pseudo Dice, and selects ``checkpoint_best`` on a score
   that still works when a fold has no masks or no landmarks.
 
@@ -34,7 +37,7 @@ from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import Tensor, autocast, nn
 
-from nnunet_babloss.heatmaps import decode_heatmaps, render_gaussian_heatmaps, sigma_mm_to_vox
+from nnunet_babloss.heatmaps import decode_heatmaps, render_gaussian_heatmaps, sigma_mm_to_vox, through_plane_factors
 from nnunet_babloss.landmarks.io import read_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec
 from nnunet_babloss.losses import (
@@ -103,6 +106,14 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
     #: on a short schedule (JSRT at 2.8 mm/px: 98.5 mm vs 10.3 mm at 5 voxels, design/landmarks.md); the sweep that
     #: chose 5 is in the README. ``0`` uses the dataset's ``sigma_mm`` as it is.
     heatmap_min_sigma_vox: float = 5.0
+    #: Through-plane sigma, in slices, of the targets of a 2D configuration on 3D volumes: each slice is trained
+    #: against the slice of the landmark's 3D Gaussian, so a landmark 4 or more slices away asks for a peak below
+    #: 0.0004 ("no landmark here") and the stacked slice outputs form a 3D Gaussian that the predictor decodes with
+    #: sub-slice accuracy. In slices, not mm: nnU-Net's 2D configurations keep every case's own slice spacing and
+    #: the network sees one slice at a time. One slice keeps both neighbours of the peak slice well above zero
+    #: (0.61), which the decoder's through-plane refinement needs, and gives nearly identical neighbouring slices
+    #: no contradictory 1-versus-0 targets; the in-plane floor of 5 voxels would still ask for 0.6 five slices away.
+    heatmap_slice_sigma_vox: float = 1.0
     #: Probability that a patch of a case with a mask *and* landmarks is centred on a landmark (landmark-only cases
     #: always are) — along patch axes that do not cover the image; see ``image_centred_patches``.
     landmark_centred_probability: float = 0.33
@@ -363,13 +374,39 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
         return data, target, keypoints, has_mask, has_landmarks
 
     def landmark_validity(self, keypoints: Tensor, has_landmarks: Tensor) -> Tensor:
-        """``(B, K)``: the landmark is annotated in this sample (absent/not annotated -> no heatmap loss)."""
+        """``(B, K)``: the landmark is annotated in this sample (absent/not annotated -> no heatmap loss). A landmark
+        on another slice of a 2D patch is annotated: its target there is (about) zero, not nothing."""
         return has_landmarks[:, None] & ~torch.isnan(keypoints).any(-1)
 
+    @staticmethod
+    def keypoints_on_patch(keypoints: Tensor, slice_offsets_vox: Tensor | None) -> Tensor:
+        """``keypoints`` with NaN rows for landmarks on another slice than the 2D patch (more than half a slice away):
+        what the bridge loss and the patch-level errors may use. ``None`` offsets (3D patches, 2D images): unchanged."""
+        if slice_offsets_vox is None:
+            return keypoints
+        off_slice = ~(slice_offsets_vox.abs() <= 0.5)  # NaN offsets (not annotated) are NaN keypoints already
+        return torch.where(off_slice[..., None], torch.full_like(keypoints, math.nan), keypoints)
+
+    def reference_heatmaps(
+        self, keypoints: Tensor, slice_offsets_vox: Tensor | None, patch_shape: tuple[int, ...]
+    ) -> Tensor:
+        """``(B, K, *patch_shape)`` targets: each landmark's Gaussian, on a 2D slice of a 3D volume the slice of its
+        3D Gaussian (in-plane Gaussian times :func:`~nnunet_babloss.heatmaps.through_plane_factors`)."""
+        reference = render_gaussian_heatmaps(keypoints, patch_shape, self.sigma_vox)
+        if slice_offsets_vox is None:
+            return reference
+        factors = through_plane_factors(slice_offsets_vox, self.heatmap_slice_sigma_vox).to(reference.dtype)
+        return reference * factors.view(*factors.shape, *([1] * len(patch_shape)))
+
     def compute_losses(
-        self, output: SegmentationHeatmapOutput, target, keypoints: Tensor, has_mask: Tensor, has_landmarks: Tensor
+        self, output: SegmentationHeatmapOutput, target, keypoints: Tensor, has_mask: Tensor, has_landmarks: Tensor,
+        *, slice_offsets_vox: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Segmentation, heatmap and (in subclasses) bridge losses of one batch; ``total`` is what is optimised."""
+        """Segmentation, heatmap and (in subclasses) bridge losses of one batch; ``total`` is what is optimised.
+
+        ``slice_offsets_vox`` (``(B, K)``, the loader's): for 2D patches of 3D volumes, each landmark's offset from
+        the slice; ``None`` means every landmark lies in the patch's plane (3D patches, 2D images).
+        """
         if self.label_manager.foreground_labels:
             segmentation_loss = self.loss(output.segmentation, target)
         else:
@@ -377,7 +414,7 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
             # (NaN); there is nothing to segment, so the term is zero, with the head kept in the graph.
             segmentation_loss = _zero_like_graph(output.segmentation)
         patch_shape = tuple(output.heatmap_logits.shape[2:])
-        reference = render_gaussian_heatmaps(keypoints, patch_shape, self.sigma_vox)
+        reference = self.reference_heatmaps(keypoints, slice_offsets_vox, patch_shape)
         logits = output.heatmap_logits.float()
         heatmaps = torch.sigmoid(logits)
         valid = self.landmark_validity(keypoints, has_landmarks)
@@ -388,7 +425,9 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
             heatmap_loss = masked_heatmap_mse(heatmaps, reference, valid, self.heatmap_foreground_weight, normalizer)
         else:  # also checked in __init__; an attribute changed later must not fall back silently
             raise ValueError(f"heatmap_loss_kind must be one of {HEATMAP_LOSS_KINDS}, got {self.heatmap_loss_kind!r}")
-        bab_loss = self.compute_bridge_loss(output, heatmaps, reference, target, keypoints, has_mask, valid)
+        # The bridge ties a landmark to the organ boundary of its own slice only.
+        on_patch = self.keypoints_on_patch(keypoints, slice_offsets_vox)
+        bab_loss = self.compute_bridge_loss(output, heatmaps, reference, target, on_patch, has_mask, valid)
         total = segmentation_loss + self.heatmap_loss_weight * heatmap_loss + bab_loss
         return {"total": total, "heatmap": heatmap_loss, "bab": bab_loss}
 
@@ -396,7 +435,11 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
         self, output: SegmentationHeatmapOutput, heatmaps: Tensor, reference_heatmaps: Tensor, target,
         keypoints: Tensor, has_mask: Tensor, valid: Tensor,
     ) -> Tensor:
-        """No bridge between the tasks in the baseline; :class:`BaBLossTrainer` overrides this."""
+        """No bridge between the tasks in the baseline; :class:`BaBLossTrainer` overrides this.
+
+        ``keypoints`` are those on the patch (:meth:`keypoints_on_patch`: NaN for landmarks on other slices);
+        ``valid`` marks every annotated landmark.
+        """
         return heatmaps.sum() * 0.0
 
     def _backward_and_step(self, loss: Tensor) -> None:
@@ -411,11 +454,18 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
             self.optimizer.step()
 
+    def _slice_offsets_to_device(self, batch: dict) -> Tensor | None:
+        offsets = batch.get("slice_offsets_vox")
+        return None if offsets is None else offsets.to(self.device, non_blocking=True)
+
     def train_step(self, batch: dict) -> dict:
         data, target, keypoints, has_mask, has_landmarks = self._batch_to_device(batch)
+        slice_offsets = self._slice_offsets_to_device(batch)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
-            losses = self.compute_losses(self.network(data), target, keypoints, has_mask, has_landmarks)
+            losses = self.compute_losses(
+                self.network(data), target, keypoints, has_mask, has_landmarks, slice_offsets_vox=slice_offsets
+            )
         self._backward_and_step(losses["total"])
         return {
             "loss": losses["total"].detach().cpu().numpy(),
@@ -431,9 +481,12 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict) -> dict:
         data, target, keypoints, has_mask, has_landmarks = self._batch_to_device(batch)
+        slice_offsets = self._slice_offsets_to_device(batch)
         with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
             output = self.network(data)
-            losses = self.compute_losses(output, target, keypoints, has_mask, has_landmarks)
+            losses = self.compute_losses(
+                output, target, keypoints, has_mask, has_landmarks, slice_offsets_vox=slice_offsets
+            )
         segmentation = output.segmentation[0] if isinstance(output.segmentation, list) else output.segmentation
         reference = target[0] if isinstance(target, list) else target
         axes = [0, *range(2, segmentation.ndim)]
@@ -449,7 +502,8 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
             "tp_hard": tp.detach().cpu().numpy()[1:],
             "fp_hard": fp.detach().cpu().numpy()[1:],
             "fn_hard": fn.detach().cpu().numpy()[1:],
-            **self.landmark_error_counts(output, keypoints, has_landmarks),
+            # A 2D patch is scored on the landmarks of its own slice.
+            **self.landmark_error_counts(output, self.keypoints_on_patch(keypoints, slice_offsets), has_landmarks),
         }
 
     def landmark_error_counts(self, output, keypoints: Tensor, has_landmarks: Tensor) -> dict:
