@@ -19,7 +19,6 @@ as simulated in ``dataset.json`` and ``provenance.json``.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -47,6 +46,7 @@ from dataset_conversion.writing import (
     write_json,
 )
 from nnunet_babloss.gaze_levels import GAZE_LEVELS_KEY, GazeLevelSpec, level_map_from_probability
+from nnunet_babloss.provenance import file_sha256
 from pseudo_labels.gaze.crf import CrfSettings, refine_with_crf
 from pseudo_labels.gaze.gaze_csv import FixationSequence, read_gaze_csv
 from pseudo_labels.gaze.heatmap import DEFAULT_SIGMA_AT_REFERENCE_PX, fixation_heatmap, scaled_length_px
@@ -139,14 +139,6 @@ class GazeDatasetResult:
     cases: tuple[str, ...]
     simulated: bool
     warnings: tuple[str, ...]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _image_like(array: NDArray[Any], reference: sitk.Image) -> sitk.Image:
@@ -269,7 +261,7 @@ def generate_gaze_dataset(
     simulated = sidecar_path.is_file()
     source = {
         "gaze_csv": str(gaze_csv),
-        "gaze_csv_sha256": _sha256(gaze_csv),
+        "gaze_csv_sha256": file_sha256(gaze_csv),
         "simulated": simulated,
         **({"simulation": json.loads(sidecar_path.read_text(encoding="utf-8"))} if simulated else {}),
         **settings.describe(),
