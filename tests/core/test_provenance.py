@@ -60,3 +60,23 @@ def test_every_record_has_the_same_head() -> None:
     assert set(VERSIONED_PACKAGES) | {"python", "no-such-dist"} == set(record["versions"])
     assert record["versions"]["no-such-dist"] is None and package_version("no-such-dist") is None
     assert "arguments" not in provenance_record("tool_y")
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("nnunet_babloss.provenance", ("numpy", "SimpleITK", "torch", "nnunetv2")),
+        ("nnunet_babloss.trainer_names", ("numpy", "torch", "nnunetv2")),
+        ("nnunet_babloss.rasterise", ("torch", "SimpleITK", "nnunetv2")),
+    ],
+)
+def test_small_shared_modules_stay_light(module: str, forbidden: tuple[str, ...]) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, importlib; importlib.import_module({module!r}); "
+        f"print(','.join(sorted(n for n in sys.modules if n.split('.')[0] in {forbidden!r})))"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "", f"{module} pulls in {completed.stdout.strip()}"
