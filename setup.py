@@ -1,4 +1,8 @@
-"""Packaging for nnunet-babloss: the one place for metadata, extras, console scripts and the nnU-Net range."""
+"""Packaging for nnunet-babloss: the one place for metadata, extras, console scripts and the nnU-Net range.
+
+NNUNET_REQUIREMENT is the only statement of the supported nnU-Net range: nnunet_babloss.version_check reads it back
+at runtime (from the installed metadata, or from this file in a source tree that was never installed).
+"""
 
 from setuptools import find_packages, setup
 
