@@ -29,6 +29,10 @@ setup(
         "scikit-image",  # marching cubes for the surface-element metrics (nnunetv2 requires it too)
         "SimpleITK>=2.2.1",
         "batchgeneratorsv2>=0.3.2",
+        # Imported directly by the nnU-Net glue (also nnunetv2's own dependencies, with the same bounds).
+        "batchgenerators>=0.25.1",
+        "acvl-utils>=0.2.6,<0.3",
+        "threadpoolctl>=3",
         "tqdm",
         "matplotlib",
     ],
