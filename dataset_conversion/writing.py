@@ -10,7 +10,6 @@ removed (:mod:`nnunet_babloss.atomic_output`, the mechanism every tool shares). 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,34 +18,17 @@ from dataset_conversion.validation import ValidationReport
 from nnunet_babloss.atomic_output import AtomicFolder
 from nnunet_babloss.provenance import provenance_record as shared_provenance_record
 from nnunet_babloss.provenance import write_json
+from nnunet_babloss.raw_dataset import RawDatasetWriter, dataset_folder_name
 
 __all__ = [
     "AtomicDatasetFolder",
+    "RawDatasetWriter",
     "check_output_folder",
     "dataset_folder_name",
     "nnunet_raw_folder",
     "provenance_record",
     "write_json",
 ]
-
-_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def dataset_folder_name(dataset_id: int, dataset_name: str) -> str:
-    """``Dataset<ID>_<name>`` as nnU-Net names raw datasets.
-
-    Raises:
-        ValueError: the id is not in 1..999, or the name is empty or has characters other than letters, digits,
-            ``_``, ``.``, ``-``.
-    """
-    if isinstance(dataset_id, bool) or not isinstance(dataset_id, int) or not 1 <= dataset_id <= 999:
-        raise ValueError(f"dataset id must be an integer in 1..999, got {dataset_id!r}")
-    if not isinstance(dataset_name, str) or not _DATASET_NAME.match(dataset_name):
-        raise ValueError(
-            f"dataset name must start with a letter or digit and hold only letters, digits, '_', '.', '-', "
-            f"got {dataset_name!r}"
-        )
-    return f"Dataset{dataset_id:03d}_{dataset_name}"
 
 
 def nnunet_raw_folder(raw_folder: str | os.PathLike[str] | None) -> Path:
