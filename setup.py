@@ -1,4 +1,8 @@
-"""Packaging for nnunet-babloss: the one place for metadata, extras, console scripts and the nnU-Net range."""
+"""Packaging for nnunet-babloss: the one place for metadata, extras, console scripts and the nnU-Net range.
+
+NNUNET_REQUIREMENT is the only statement of the supported nnU-Net range: nnunet_babloss.version_check reads it back
+at runtime (from the installed metadata, or from this file in a source tree that was never installed).
+"""
 
 from setuptools import find_packages, setup
 
@@ -25,6 +29,10 @@ setup(
         "scikit-image",  # marching cubes for the surface-element metrics (nnunetv2 requires it too)
         "SimpleITK>=2.2.1",
         "batchgeneratorsv2>=0.3.2",
+        # Imported directly by the nnU-Net glue (also nnunetv2's own dependencies, with the same bounds).
+        "batchgenerators>=0.25.1",
+        "acvl-utils>=0.2.6,<0.3",
+        "threadpoolctl>=3",
         "tqdm",
         "matplotlib",
     ],

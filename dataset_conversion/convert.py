@@ -50,11 +50,11 @@ from dataset_conversion.masks import IGNORE_LABEL_NAME, LabelEncoding, MaskSourc
 from dataset_conversion.validation import ValidationReport
 from dataset_conversion.writing import (
     AtomicDatasetFolder,
+    RawDatasetWriter,
     check_output_folder,
     dataset_folder_name,
     nnunet_raw_folder,
     provenance_record,
-    write_json,
 )
 from nnunet_babloss.landmarks.geometry import ImageGeometry, contains_index
 from nnunet_babloss.landmarks.io import LandmarkSet, write_landmarks
@@ -706,9 +706,6 @@ def convert_dataset(
             report.warning("", f"splits_final.json not written: {len(annotations)} training case(s) are fewer than "
                            f"{settings.num_folds} folds (nnU-Net will make its own split)")
         if writer is not None and folder is not None:
-            write_json(folder / "dataset.json", dataset_json)
-            if splits is not None:
-                write_json(folder / "splits_final.json", splits)
             provenance = provenance_record(
                 settings.tool,
                 arguments if arguments is not None else _settings_record(settings),
@@ -719,7 +716,9 @@ def convert_dataset(
                 counts={"training": len(annotations), "test": len(tests),
                         "by_kind": {kind: list(annotations.values()).count(kind) for kind in ANNOTATION_KINDS}},
             )
-            write_json(folder / "provenance.json", provenance)
+            RawDatasetWriter(folder, settings.file_ending).write_metadata(
+                dataset_json, splits=splits, provenance=provenance
+            )
             writer.commit()
     return ConversionResult(
         dataset_folder=target,

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_babloss.raw_dataset import RawDatasetWriter
+
 __all__ = [
     "DICOM_SERIES",
     "MEDICAL_IMAGE_SUFFIXES",
@@ -299,4 +301,4 @@ def write_image(image: sitk.Image, path: str | os.PathLike[str]) -> None:
     """
     if not str(path).lower().endswith(OUTPUT_FILE_ENDINGS):
         raise ValueError(f"{path}: output images must end in one of {list(OUTPUT_FILE_ENDINGS)}")
-    sitk.WriteImage(image, str(path), useCompression=True)
+    RawDatasetWriter.write_image_file(image, Path(path))

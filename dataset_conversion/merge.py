@@ -41,10 +41,10 @@ from dataset_conversion.masks import IGNORE_LABEL_NAME, label_dtype
 from dataset_conversion.validation import DatasetValidationError, ValidationReport
 from dataset_conversion.writing import (
     AtomicDatasetFolder,
+    RawDatasetWriter,
     check_output_folder,
     nnunet_raw_folder,
     provenance_record,
-    write_json,
 )
 from nnunet_babloss.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec, LandmarkSpecError
@@ -660,9 +660,6 @@ def merge_datasets(
             report.warning("", f"splits_final.json not written: {len(annotations)} training cases < "
                            f"{settings.num_folds} folds")
         if writer is not None and folder is not None:
-            write_json(folder / "dataset.json", dataset_json)
-            if splits is not None:
-                write_json(folder / "splits_final.json", splits)
             record = provenance_record(
                 "nnUNetv2_bab_merge",
                 arguments if arguments is not None else _settings_record(settings),
@@ -671,7 +668,7 @@ def merge_datasets(
                 counts={"training": len(annotations), "test": len(test_cases),
                         "by_kind": {kind: list(annotations.values()).count(kind) for kind in ANNOTATION_KINDS}},
             )
-            write_json(folder / "provenance.json", record)
+            RawDatasetWriter(folder, file_ending).write_metadata(dataset_json, splits=splits, provenance=record)
             writer.commit()
     return MergeResult(
         dataset_folder=target,

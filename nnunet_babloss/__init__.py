@@ -14,7 +14,6 @@ Only :mod:`nnunet_babloss.nnunet` (and the CLIs above it) import ``nnunetv2``; t
 
 from __future__ import annotations
 
-__all__ = ["__version__", "SUPPORTED_NNUNET"]
+__all__ = ["__version__"]
 
 __version__ = "0.1.0"
-SUPPORTED_NNUNET = (">=2.8.0", "<2.9")

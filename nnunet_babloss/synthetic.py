@@ -12,7 +12,6 @@ errors in pixels.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_babloss.landmarks.io import LandmarkSet, write_landmarks
+from nnunet_babloss.landmarks.io import LandmarkSet
+from nnunet_babloss.raw_dataset import RawDatasetWriter, dataset_folder_name
 from nnunet_babloss.splits import annotation_kind, stratified_splits
 
 __all__ = ["SyntheticDatasetConfig", "LANDMARK_NAMES", "LABELS", "generate_synthetic_dataset", "render_case"]
@@ -98,11 +98,11 @@ def render_case(config: SyntheticDatasetConfig, rng: np.random.Generator) -> tup
     return image, labels, landmarks_mm
 
 
-def _write_image(array: np.ndarray, path: Path, config: SyntheticDatasetConfig) -> None:
+def _image(array: np.ndarray, config: SyntheticDatasetConfig) -> sitk.Image:
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(config.spacing_xy_mm)
     image.SetOrigin(config.origin_xy_mm)
-    sitk.WriteImage(image, str(path), useCompression=True)
+    return image
 
 
 def generate_synthetic_dataset(
@@ -130,11 +130,12 @@ def generate_synthetic_dataset(
     """
     if not 1 <= dataset_id <= 999:
         raise ValueError(f"dataset_id must be in 1..999, got {dataset_id}")
-    dataset_folder = Path(raw_folder) / f"Dataset{dataset_id:03d}_{dataset_name}"
+    dataset_folder = Path(raw_folder) / dataset_folder_name(dataset_id, dataset_name)
     if dataset_folder.exists():
         raise FileExistsError(f"{dataset_folder} exists already; remove it or choose another dataset id")
     for sub in ("imagesTr", "labelsTr", "landmarksTr", "imagesTs", "labelsTs", "landmarksTs"):
         (dataset_folder / sub).mkdir(parents=True)
+    dataset = RawDatasetWriter(dataset_folder, ".nii.gz")
 
     rng = np.random.default_rng(config.seed)
     kinds: list[str] = (
@@ -146,18 +147,18 @@ def generate_synthetic_dataset(
         image, labels, landmarks_mm = render_case(config, rng)
         has_mask, has_landmarks = kind in ("mask_only", "both"), kind in ("landmark_only", "both")
         case_kinds[case] = annotation_kind(has_mask, has_landmarks)
-        _write_image(image, dataset_folder / "imagesTr" / f"{case}_0000.nii.gz", config)
+        dataset.write_image(_image(image, config), case)
         if not has_mask:
             labels = np.full_like(labels, LABELS["ignore"])
-        _write_image(labels, dataset_folder / "labelsTr" / f"{case}.nii.gz", config)
+        dataset.write_label(_image(labels, config), case)
         if has_landmarks:
-            write_landmarks(dataset_folder / "landmarksTr" / f"{case}.json", LandmarkSet(LANDMARK_NAMES, landmarks_mm))
+            dataset.write_landmarks(LandmarkSet(LANDMARK_NAMES, landmarks_mm), case)
     for index in range(config.num_test):
         case = f"synth_test_{index:03d}"
         image, labels, landmarks_mm = render_case(config, rng)
-        _write_image(image, dataset_folder / "imagesTs" / f"{case}_0000.nii.gz", config)
-        _write_image(labels, dataset_folder / "labelsTs" / f"{case}.nii.gz", config)
-        write_landmarks(dataset_folder / "landmarksTs" / f"{case}.json", LandmarkSet(LANDMARK_NAMES, landmarks_mm))
+        dataset.write_image(_image(image, config), case, test=True)
+        dataset.write_label(_image(labels, config), case, test=True)
+        dataset.write_landmarks(LandmarkSet(LANDMARK_NAMES, landmarks_mm), case, test=True)
 
     dataset_json = {
         "name": dataset_name,
@@ -175,9 +176,8 @@ def generate_synthetic_dataset(
         },
         "annotations": case_kinds,
     }
-    (dataset_folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     splits = stratified_splits(case_kinds, num_folds=num_folds, seed=config.seed)
-    (dataset_folder / "splits_final.json").write_text(json.dumps(splits, indent=2))
+    dataset.write_metadata(dataset_json, splits=splits)
     return dataset_folder
 
 

@@ -37,6 +37,7 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
 from nnunet_babloss.landmarks.baseline import fit_similarity
+from nnunet_babloss.rasterise import fill_polygon
 
 __all__ = [
     "DenseSegTemplate",
@@ -485,6 +486,8 @@ def dense_uv_map(
 def polygon_mask(polygon_vox: ArrayLike, shape: Sequence[int], device: torch.device | str = "cpu") -> Tensor:
     """Voxels whose centre lies inside a polygon (even-odd rule), ``(H, W)`` bool.
 
+    :func:`nnunet_babloss.rasterise.fill_polygon` (its module docstring states the pixel convention) on ``device``.
+
     Args:
         polygon_vox: ``(P, 2)`` vertices in voxel coordinates, in polygon order (P >= 3).
         shape: ``(H, W)``.
@@ -492,18 +495,10 @@ def polygon_mask(polygon_vox: ArrayLike, shape: Sequence[int], device: torch.dev
     Raises:
         ValueError: fewer than 3 vertices or NaN.
     """
-    vertices = torch.as_tensor(np.asarray(polygon_vox, dtype=np.float64), dtype=torch.float32, device=device)
-    if vertices.ndim != 2 or vertices.shape[0] < 3 or vertices.shape[1] != 2 or torch.isnan(vertices).any():
+    vertices = np.asarray(polygon_vox, dtype=np.float64)
+    if vertices.ndim != 2 or vertices.shape[0] < 3 or vertices.shape[1] != 2 or np.isnan(vertices).any():
         raise ValueError(f"a polygon needs >= 3 finite (row, col) vertices, got shape {tuple(vertices.shape)}")
-    height, width = (int(size) for size in shape)
-    rows = torch.arange(height, device=device, dtype=torch.float32)[:, None, None]
-    cols = torch.arange(width, device=device, dtype=torch.float32)[None, :, None]
-    start, end = vertices, torch.roll(vertices, -1, dims=0)
-    straddles = (start[:, 0] > rows) != (end[:, 0] > rows)
-    denominator = torch.where(end[:, 0] == start[:, 0], torch.ones_like(end[:, 0]), end[:, 0] - start[:, 0])
-    crossing_col = start[:, 1] + (rows - start[:, 0]) * (end[:, 1] - start[:, 1]) / denominator
-    crossings = (straddles & (cols < crossing_col)).sum(-1)
-    return crossings % 2 == 1
+    return torch.from_numpy(fill_polygon(vertices, shape)).to(device)
 
 
 def soft_match_uv(

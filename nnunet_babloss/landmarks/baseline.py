@@ -20,7 +20,6 @@ Pure numpy: nothing here imports nnU-Net.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter
@@ -33,6 +32,7 @@ from numpy.typing import NDArray
 from nnunet_babloss import __version__
 from nnunet_babloss.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
 from nnunet_babloss.landmarks.spec import LandmarkSpec
+from nnunet_babloss.provenance import write_json
 
 __all__ = [
     "PROVENANCE_FILE",
@@ -347,5 +347,5 @@ def write_mean_shape_predictions(
         "num_cases": len(cases),
         "nnunet_babloss_version": __version__,
     }
-    (output / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    write_json(output / PROVENANCE_FILE, provenance)
     return mean_shape

@@ -19,7 +19,6 @@ as simulated in ``dataset.json`` and ``provenance.json``.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -41,12 +40,13 @@ from dataset_conversion.images import (
 from dataset_conversion.validation import ValidationReport
 from dataset_conversion.writing import (
     AtomicDatasetFolder,
+    RawDatasetWriter,
     check_output_folder,
     nnunet_raw_folder,
     provenance_record,
-    write_json,
 )
 from nnunet_babloss.gaze_levels import GAZE_LEVELS_KEY, GazeLevelSpec, level_map_from_probability
+from nnunet_babloss.provenance import file_sha256
 from pseudo_labels.gaze.crf import CrfSettings, refine_with_crf
 from pseudo_labels.gaze.gaze_csv import FixationSequence, read_gaze_csv
 from pseudo_labels.gaze.heatmap import DEFAULT_SIGMA_AT_REFERENCE_PX, fixation_heatmap, scaled_length_px
@@ -139,14 +139,6 @@ class GazeDatasetResult:
     cases: tuple[str, ...]
     simulated: bool
     warnings: tuple[str, ...]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _image_like(array: NDArray[Any], reference: sitk.Image) -> sitk.Image:
@@ -269,7 +261,7 @@ def generate_gaze_dataset(
     simulated = sidecar_path.is_file()
     source = {
         "gaze_csv": str(gaze_csv),
-        "gaze_csv_sha256": _sha256(gaze_csv),
+        "gaze_csv_sha256": file_sha256(gaze_csv),
         "simulated": simulated,
         **({"simulation": json.loads(sidecar_path.read_text(encoding="utf-8"))} if simulated else {}),
         **settings.describe(),
@@ -279,6 +271,7 @@ def generate_gaze_dataset(
     num_channels: int | None = None
     writer_folder = AtomicDatasetFolder(target, overwrite=overwrite)
     with writer_folder as folder:
+        dataset = RawDatasetWriter(folder, FILE_ENDING)
         for sub in ("imagesTr", "labelsTr", *(("gaze_maps",) if save_maps else ())):
             (folder / sub).mkdir()
         for case in tqdm(cases, desc="gaze pseudo labels", unit="image", disable=not progress):
@@ -304,8 +297,8 @@ def generate_gaze_dataset(
                     )
             maps = gaze_maps(array, sequence, settings)
             for index, channel in enumerate(channels):
-                write_image(channel, folder / "imagesTr" / f"{case}_{index:04d}{FILE_ENDING}")
-            write_image(_image_like(maps.levels, image), folder / "labelsTr" / f"{case}{FILE_ENDING}")
+                dataset.write_image(channel, case, index)
+            dataset.write_label(_image_like(maps.levels, image), case)
             if save_maps:
                 write_image(_image_like(maps.heatmap, image), folder / "gaze_maps" / f"{case}_heatmap{FILE_ENDING}")
                 if maps.refined is not None:
@@ -330,19 +323,13 @@ def generate_gaze_dataset(
             "file_ending": FILE_ENDING,
             GAZE_LEVELS_KEY: spec.to_json(),
         }
-        write_json(folder / "dataset.json", dataset_json)
         with open(folder / "gaze_pseudo_labels_summary.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        write_json(
-            folder / "provenance.json",
-            provenance_record(
-                TOOL,
-                arguments or {},
-                {"images": str(images_folder), **source},
-                report,
-            ),
+        dataset.write_metadata(
+            dataset_json,
+            provenance=provenance_record(TOOL, arguments or {}, {"images": str(images_folder), **source}, report),
         )
         writer_folder.commit()
     return GazeDatasetResult(target, tuple(cases), simulated, tuple(str(issue) for issue in report.warnings))

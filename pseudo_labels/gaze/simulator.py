@@ -23,8 +23,6 @@ depend on which other images are simulated. Pure numpy/scipy: no nnU-Net import.
 
 from __future__ import annotations
 
-import datetime
-import json
 import os
 import zlib
 from collections.abc import Mapping
@@ -36,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from nnunet_babloss.provenance import utc_timestamp, write_json
 from pseudo_labels.gaze.gaze_csv import FixationSequence, write_gaze_csv
 
 __all__ = [
@@ -245,11 +244,11 @@ def write_simulated_gaze_csv(
     sidecar = {
         "simulated": True,
         "tool": "pseudo_labels.gaze.simulator",
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": utc_timestamp(),
         "seed": int(seed),
         "settings": asdict(settings),
         "images": len(sequences),
         "description": dict(description or {}),
     }
-    simulation_sidecar(csv_path).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+    write_json(simulation_sidecar(csv_path), sidecar)
     return sequences

@@ -160,7 +160,7 @@ def _locate_uv(case: np.ndarray, template, target_uv: np.ndarray) -> np.ndarray:
 def test_polygon_mask_and_polygon_order() -> None:
     square = np.array([[2.0, 2.0], [2.0, 7.0], [7.0, 7.0], [7.0, 2.0]])
     mask = polygon_mask(square, (10, 10))
-    assert int(mask.sum()) == 25  # centres 3..7 x 3..7 under the even-odd rule with half-open edges
+    assert int(mask.sum()) == 25  # rows 2..6 x cols 3..7 (see nnunet_babloss.rasterise for the convention)
     assert simple_polygon_order(square) == (0, 1, 2, 3)
     bow_tie = square[[0, 2, 1, 3]]
     order = simple_polygon_order(bow_tie)

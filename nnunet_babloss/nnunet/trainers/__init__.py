@@ -22,23 +22,6 @@ from nnunet_babloss.nnunet.trainers.variants import (
     HeatmapTrainer_BabDemo,
     nnUNetTrainer_BabDemo,
 )
+from nnunet_babloss.trainer_names import TRAINER_NAMES
 
-__all__ = [
-    "BaBLossTrainer",
-    "BaBLossTrainer_BabDemo",
-    "BaBLossTrainer_cosine",
-    "BaBLossTrainer_released",
-    "BaBLossTrainer_softBoundary",
-    "BoundaryPretrainer",
-    "BoundaryPretrainer_BabDemo",
-    "BoundaryPretrainer_released",
-    "DenseSegTrainer",
-    "DenseSegTrainer_BabDemo",
-    "GazeSupTrainer",
-    "GazeSupTrainer_BabDemo",
-    "HeatmapTrainer",
-    "HeatmapTrainer_BabDemo",
-    "ScheduleSettings",
-    "nnUNetTrainerNoLateralMirroring",
-    "nnUNetTrainer_BabDemo",
-]
+__all__ = [*TRAINER_NAMES, "ScheduleSettings"]
