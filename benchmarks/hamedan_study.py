@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not any(output.glob("*.json")):
                 run_logged([nnunet_command("nnUNetv2_bab_predict"), "-i", str(test_raw / "imagesTs"), "-o", str(output),
                             "-d", str(args.dataset_id), "-c", STUDY_CONFIGURATION, "-f", "0", "-tr", trainer,
-                            "-device", args.device, "-chk", "checkpoint_final.pth", "--landmark_threshold", "0"],
+                            "-device", args.device, "-chk", "checkpoint_final.pth", "--landmark-threshold", "0"],
                            environment, logs / f"predict_test_{trainer}.log")
             scores["test"].append(score(output, sorted(test_points), test_order, test_points, args.nominal_spacing))
         headline = scores["validation"][-1]["model_vs_mean"]["px"]["mre"]

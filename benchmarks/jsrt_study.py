@@ -393,7 +393,7 @@ def predict_test(variant: Variant, dataset_id: int, trainer: str, environment: d
     run_logged([nnunet_command(command), "-i", str(test_raw / "imagesTs"), "-o", str(output), "-d", str(dataset_id),
                 "-c", STUDY_CONFIGURATION, "-f", "0", "-tr", trainer, "-device", environment["_device"],
                 "-chk", "checkpoint_final.pth",
-                *([] if variant.trainer == "nnUNetTrainer" else ["--landmark_threshold", "0"])],
+                *([] if variant.trainer == "nnUNetTrainer" else ["--landmark-threshold", "0"])],
                {k: v for k, v in environment.items() if k != "_device"},
                log_folder / f"predict_test_{variant.name}_{trainer}.log")
 

@@ -46,7 +46,7 @@ BASELINES: dict[str, bool] = {"mean training shape": False, "similarity-aligned 
 class DemoSettings:
     """What the demo runs. The defaults finish in about two minutes on a 2-core CPU.
 
-    ``landmark_threshold`` is ``nnUNetv2_bab_predict``'s ``--landmark_threshold``: a landmark whose heatmap peak is
+    ``landmark_threshold`` is ``nnUNetv2_bab_predict``'s ``--landmark-threshold``: a landmark whose heatmap peak is
     below it is written as absent (``null``) and counted as missed. The default is the predictor's own (0.3).
     """
 
@@ -194,7 +194,7 @@ def run_demo(settings: DemoSettings, report: Callable[[str], None] = print) -> D
         "predict",
         [nnunet_command("nnUNetv2_bab_predict"), "-i", str(dataset_folder / "imagesTs"), "-o", str(prediction_folder),
          "-d", dataset, "-c", settings.configuration, "-f", str(settings.fold), "-tr", settings.trainer, "-device",
-         settings.device, "-npp", "0", "-nps", "0", "--disable_progress_bar", "--landmark_threshold",
+         settings.device, "-npp", "0", "-nps", "0", "--disable_progress_bar", "--landmark-threshold",
          f"{settings.landmark_threshold:g}"],
         environment, log_folder, report,
     )

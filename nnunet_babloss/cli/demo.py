@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--landmark-threshold", type=float, default=DEFAULT_LANDMARK_THRESHOLD,
         help="heatmap peak (0-1) below which a predicted landmark is reported missing (nnUNetv2_bab_predict's "
-        f"--landmark_threshold; default: {DEFAULT_LANDMARK_THRESHOLD}, the predictor's default)",
+        f"--landmark-threshold; default: {DEFAULT_LANDMARK_THRESHOLD}, the predictor's default)",
     )
     return parser
 

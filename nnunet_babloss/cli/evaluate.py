@@ -9,34 +9,48 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nnunet_babloss.command_line import read_json_object, run_reporting_errors
+from nnunet_babloss.command_line import ArgumentParser, read_json_object, run_reporting_errors
 
 if TYPE_CHECKING:
     from nnunet_babloss.evaluation import EvaluationResult
 
-__all__ = ["build_parser", "main", "read_dataset_json"]
+__all__ = ["RENAMED_OPTIONS", "build_parser", "main", "read_dataset_json"]
+
+
+#: Spellings before the one CLI style (nnU-Net's -djfile and -o stay; our own options are kebab-case), accepted
+#: with a warning for one release.
+RENAMED_OPTIONS = {
+    "-pred": "--pred",
+    "-ref_labels": "--ref-labels",
+    "-ref_landmarks": "--ref-landmarks",
+    "-images": "--images",
+    "--nsd_tolerance_mm": "--nsd-tolerance-mm",
+    "--surface_metric": "--surface-metric",
+    "--sdr_missed": "--sdr-missed",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="nnUNetv2_bab_evaluate",
+        renamed_options=RENAMED_OPTIONS,
         description="Score predicted segmentations and landmarks against references. Writes summary.json, "
         "segmentation_per_case.csv, landmarks_per_case.csv and landmarks_per_landmark.csv (and overlays/ with "
         "--overlays). A metric is reported only where its reference exists; reference cases without a prediction, "
         "label values outside dataset.json's labels and geometry mismatches are errors.",
     )
-    parser.add_argument("-pred", required=True, type=Path, help="prediction folder (<case><ending> and <case>.json)")
+    parser.add_argument("--pred", required=True, type=Path, help="prediction folder (<case><ending> and <case>.json)")
     parser.add_argument("-djfile", required=True, type=Path, help="the dataset's dataset.json")
-    parser.add_argument("-ref_labels", type=Path, default=None, help="folder of reference label maps")
-    parser.add_argument("-ref_landmarks", type=Path, default=None, help="folder of reference landmark files")
+    parser.add_argument("--ref-labels", type=Path, default=None, help="folder of reference label maps")
+    parser.add_argument("--ref-landmarks", type=Path, default=None, help="folder of reference landmark files")
     parser.add_argument("-o", type=Path, default=None, help="output folder (default: the prediction folder)")
-    parser.add_argument("--nsd_tolerance_mm", type=float, default=1.0, help="NSD tolerance in mm (default: 1.0)")
-    parser.add_argument("--surface_metric", choices=("voxel", "surface"), default="voxel",
+    parser.add_argument("--nsd-tolerance-mm", type=float, default=1.0, help="NSD tolerance in mm (default: 1.0)")
+    parser.add_argument("--surface-metric", choices=("voxel", "surface"), default="voxel",
                         help="definition of HD95 and NSD. 'voxel' (default, as MONAI): boundary voxels, each weighing "
                         "1, HD95 with linear interpolation. 'surface' (as DeepMind's surface-distance and the "
                         "challenge toolkits): surface elements on the voxel-corner grid weighted by their length (2D) "
                         "or area (3D); 2D/3D only. summary.json records which one was used")
-    parser.add_argument("--sdr_missed", choices=("exclude", "fail"), default="exclude",
+    parser.add_argument("--sdr-missed", choices=("exclude", "fail"), default="exclude",
                         help="how a missed landmark (reference present, prediction absent) enters the SDR: 'exclude' "
                         "(default) leaves it out of the denominator, 'fail' counts it as a failure at every "
                         "threshold. MRE is over the evaluated landmarks either way; summary.json records the rule")
@@ -45,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlays", action="store_true",
                         help="write overlays/<case>.png: image, predicted contours, predicted (red +) and reference "
                         "(green o) landmarks; 3D images: the middle slice and every slice holding a landmark")
-    parser.add_argument("-images", type=Path, default=None,
+    parser.add_argument("--images", type=Path, default=None,
                         help="folder of the images <case>_0000<file_ending> (required with --overlays)")
     parser.add_argument("--verbose", action="store_true",
                         help="show the traceback of an error (also with NNUNET_BABLOSS_TRACEBACK=1)")
@@ -81,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.nsd_tolerance_mm <= 0 or not math.isfinite(args.nsd_tolerance_mm):
-        parser.error(f"--nsd_tolerance_mm must be a positive number of mm, got {args.nsd_tolerance_mm}")
+        parser.error(f"--nsd-tolerance-mm must be a positive number of mm, got {args.nsd_tolerance_mm}")
 
     def evaluate() -> EvaluationResult:
         from nnunet_babloss.evaluation import evaluate_folders

@@ -1,9 +1,9 @@
 """``nnUNetv2_bab_predict``: ``nnUNetv2_predict`` plus landmarks (world LPS mm, with confidence) for every case.
 
 Takes exactly ``nnUNetv2_predict``'s arguments (nnU-Net builds its parser inside its entry point, so the arguments
-are mirrored here) plus ``--landmark_threshold``, ``--save_slicer`` and (DenseSeg models) ``--query_uv``. Segmentations are bit-identical to
+are mirrored here) plus ``--landmark-threshold``, ``--save-slicer`` and (DenseSeg models) ``--query-uv``. Segmentations are bit-identical to
 ``nnUNetv2_predict``'s; next to each ``<case><file_ending>`` it writes ``<case>.json`` (landmarks, ``null`` where
-absent, per-landmark confidence) and, with ``--save_slicer``, ``<case>.mrk.json``.
+absent, per-landmark confidence) and, with ``--save-slicer``, ``<case>.mrk.json``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_babloss.command_line import read_json_object, run_reporting_errors
+from nnunet_babloss.command_line import ArgumentParser, read_json_object, run_reporting_errors
 from nnunet_babloss.ext_trainers_path import with_ext_trainer_dir
 from nnunet_babloss.nnunet.checkpoint_loading import UNSAFE_LOAD_ENV_VAR, require_checkpoint_file_name
 from nnunet_babloss.provenance import file_sha256, provenance_record, write_json
 
-__all__ = ["PredictionSettings", "build_parser", "check_input_images", "main", "predict_with_landmarks"]
+__all__ = ["RENAMED_OPTIONS", "PredictionSettings", "build_parser", "check_input_images", "main", "predict_with_landmarks"]
 
 DEFAULT_LANDMARK_THRESHOLD = 0.3  # the predictor's default (kept here so --help needs no heavy import)
 _DEVICES = ("cuda", "cpu", "mps")
@@ -73,7 +73,7 @@ class PredictionSettings:
         if not 0.0 < self.step_size <= 1.0:
             raise ValueError(f"-step_size must be in (0, 1], got {self.step_size}")
         if not 0.0 <= self.landmark_threshold <= 1.0:
-            raise ValueError(f"--landmark_threshold must be in [0, 1], got {self.landmark_threshold}")
+            raise ValueError(f"--landmark-threshold must be in [0, 1], got {self.landmark_threshold}")
         require_checkpoint_file_name(self.checkpoint, "-chk")
         if self.num_processes_preprocessing < 0 or self.num_processes_export < 0:
             raise ValueError(
@@ -231,13 +231,13 @@ def check_input_images(input_folder: Path, dataset_json_path: Path) -> list[str]
 
 
 def _read_uv_queries(path: Path) -> dict:
-    """The ``--query_uv`` file: ``{label name: {landmark name: [u, v] or trained landmark name}}``.
+    """The ``--query-uv`` file: ``{label name: {landmark name: [u, v] or trained landmark name}}``.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: not JSON or not an object (the entries are checked against the model's template later).
     """
-    return read_json_object(path, "--query_uv")
+    return read_json_object(path, "--query-uv")
 
 
 def _provenance(settings: PredictionSettings, model_folder: Path) -> dict:
@@ -261,12 +261,21 @@ def _write_provenance(output_folder: Path, provenance: dict, *, complete: bool) 
     write_json(output_folder / "provenance.json", {"complete": complete, **provenance}, atomic=True)
 
 
+#: Our own options in nnU-Net's snake_case before the one CLI style; accepted with a warning for one release.
+RENAMED_OPTIONS = {
+    "--landmark_threshold": "--landmark-threshold",
+    "--save_slicer": "--save-slicer",
+    "--query_uv": "--query-uv",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="nnUNetv2_bab_predict",
+        renamed_options=RENAMED_OPTIONS,
         description="nnUNetv2_predict for models trained with an nnunet-babloss trainer: writes the same "
         "segmentations (bit-identical) plus <case>.json landmark files (world LPS mm, per-landmark confidence, null "
-        "for landmarks whose heatmap peak is below --landmark_threshold). Arguments are nnUNetv2_predict's.",
+        "for landmarks whose heatmap peak is below --landmark-threshold). Arguments are nnUNetv2_predict's, spelled as there; our own are kebab-case.",
     )
     parser.add_argument("-i", required=True, type=Path,
                         help="input folder (<case>_XXXX<file_ending> images, file ending of the training dataset)")
@@ -306,12 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--disable_progress_bar", action="store_true", help="no progress bar")
     parser.add_argument("--not_on_device", action="store_true",
                         help="keep the sliding-window results in CPU memory (large cases)")
-    parser.add_argument("--landmark_threshold", type=float, default=DEFAULT_LANDMARK_THRESHOLD,
+    parser.add_argument("--landmark-threshold", type=float, default=DEFAULT_LANDMARK_THRESHOLD,
                         help="heatmap peak (0-1) below which a landmark is written as null (absent); "
                         f"default: {DEFAULT_LANDMARK_THRESHOLD}")
-    parser.add_argument("--save_slicer", action="store_true",
+    parser.add_argument("--save-slicer", action="store_true",
                         help="also write <case>.mrk.json (3D Slicer markups, LPS) beside each <case>.json")
-    parser.add_argument("--query_uv", type=Path, default=None, metavar="FILE",
+    parser.add_argument("--query-uv", type=Path, default=None, metavar="FILE",
                         help="DenseSeg models only: JSON {label name: {new landmark name: [u, v]}} of canonical uv "
                         "coordinates (see denseseg_template.json, written to the output folder) to locate without "
                         "retraining; results go to <output>/queried_landmarks/<case>.json. Default: none")

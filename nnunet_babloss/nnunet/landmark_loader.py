@@ -1,8 +1,11 @@
 """nnU-Net's data loader, extended with landmark keypoints and per-sample annotation flags.
 
-Landmarks stay in world mm at dataset level (``landmarksTr``) and are mapped to each case's preprocessed voxels on
-the fly from the case's properties (``sitk_stuff``, crop box, shapes) — see
-:mod:`nnunet_babloss.landmarks.geometry`. A patch of a landmark-only case is centred on one of its landmarks
+Landmarks stay in world mm at dataset level (``landmarksTr``) and are mapped to each case's preprocessed voxels
+from the case's properties (``sitk_stuff``, crop box, shapes) — see :mod:`nnunet_babloss.landmarks.geometry` — once
+per case, on the case's first draw (:meth:`LandmarkDataLoader.case_keypoints`); later draws reuse the result, which
+depends only on the case (its properties and preprocessed shape do not change during a run). Caching at first read
+rather than writing the points at preprocessing keeps nothing in nnU-Net's preprocessed folders, which nnU-Net
+rebuilds and whose unknown files it trips over. A patch of a landmark-only case is centred on one of its landmarks
 (nnU-Net would crop such a case blindly, since it has no class locations), and stays inside the image where the
 image is larger than the patch. Along axes where the patch covers the whole image, every patch is centred on the
 image (``image_centred_patches``): a random shift would only move the anatomy inside an empty canvas. Keypoints then
@@ -81,6 +84,7 @@ class LandmarkDataLoader(nnUNetDataLoader):
         self.ignore_label = ignore_label
         self.landmark_centred_probability = landmark_centred_probability
         self._has_mask_cache: dict[str, bool] = {}
+        self._keypoints_cache: dict[str, np.ndarray] = {}
 
     def _annotated(self, seg: np.ndarray) -> bool:
         labels = seg[0]
@@ -122,11 +126,7 @@ class LandmarkDataLoader(nnUNetDataLoader):
                 data, seg, seg_prev, properties = self._data.load_case(key)
                 shape = data.shape[1:]
                 world = self.landmarks_world.get(key)
-                keypoints = (
-                    preprocessed_keypoints(world, properties, self.transpose_forward, tuple(shape))
-                    if world is not None
-                    else np.full((self.num_landmarks, 3), np.nan)
-                )
+                keypoints = self.case_keypoints(key, properties, tuple(shape))
                 case_has_landmarks = world is not None and not np.isnan(keypoints).all()
                 case_has_mask = self._annotated_case(key, seg)
                 if case_has_landmarks and (not case_has_mask or np.random.uniform() < self.landmark_centred_probability):
@@ -178,6 +178,30 @@ class LandmarkDataLoader(nnUNetDataLoader):
             "has_mask": torch.tensor(has_mask, dtype=torch.bool),
             "has_landmarks": torch.tensor(has_landmarks, dtype=torch.bool),
         }
+
+    def case_keypoints(self, key: str, properties: Mapping, preprocessed_shape: tuple[int, ...]) -> np.ndarray:
+        """Case ``key``'s landmarks as preprocessed voxel indices ``(K, 3)``, computed on first use and cached.
+
+        Args:
+            key: The case identifier (the cache key).
+            properties: The case's nnU-Net properties (read only on the first call for ``key``).
+            preprocessed_shape: Spatial shape of the case's preprocessed array (3 axes).
+
+        Returns:
+            A read-only ``(K, 3)`` float64 array; all NaN for a case without a landmark file, NaN rows for absent
+            landmarks.
+        """
+        keypoints = self._keypoints_cache.get(key)
+        if keypoints is None:
+            world = self.landmarks_world.get(key)
+            keypoints = (
+                preprocessed_keypoints(world, properties, self.transpose_forward, preprocessed_shape)
+                if world is not None
+                else np.full((self.num_landmarks, 3), np.nan)
+            )
+            keypoints.setflags(write=False)  # shared by every later draw of the case
+            self._keypoints_cache[key] = keypoints
+        return keypoints
 
     def _annotated_case(self, key: str, seg: np.ndarray) -> bool:
         """Whether the case has a mask: any voxel that is neither the ignore label nor padding (cached per case)."""

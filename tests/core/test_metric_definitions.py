@@ -280,11 +280,11 @@ def test_cli_offers_both_definitions(worked_folders, capsys) -> None:
     parser = build_parser()
     choices = {action.dest: action.choices for action in parser._actions}
     assert tuple(choices["surface_metric"]) == SURFACE_METRICS and tuple(choices["sdr_missed"]) == SDR_MISSED_RULES
-    assert parser.parse_args(["-pred", "p", "-djfile", "d"]).surface_metric == "voxel"
+    assert parser.parse_args(["--pred", "p", "-djfile", "d"]).surface_metric == "voxel"
     output = folder / "cli"
     assert evaluate_main([
-        "-pred", str(folder / "prediction"), "-djfile", str(folder / "dataset.json"), "-ref_labels",
-        str(folder / "reference"), "-o", str(output), "--nsd_tolerance_mm", "0.5", "--surface_metric", "surface",
+        "--pred", str(folder / "prediction"), "-djfile", str(folder / "dataset.json"), "--ref-labels",
+        str(folder / "reference"), "-o", str(output), "--nsd-tolerance-mm", "0.5", "--surface-metric", "surface",
     ]) == 0
     summary = json.loads((output / "summary.json").read_text())
     assert summary["surface_metric"] == "surface"

@@ -58,7 +58,7 @@ def test_our_predictor_writes_landmarks_and_queried_landmarks(demo_run, nnunet_p
     output = tmp_path / "ours"
     command = [sys.executable, "-m", "nnunet_babloss.cli.predict", "-i", str(result.dataset_folder / "imagesTs"),
                "-o", str(output), "-d", "987", "-c", "2d", "-f", "0", "-tr", TRAINER, "-device", "cpu",
-               "-npp", "0", "-nps", "0", "--disable_progress_bar", "--query_uv", str(query_file)]
+               "-npp", "0", "-nps", "0", "--disable_progress_bar", "--query-uv", str(query_file)]
     completed = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
 

@@ -271,7 +271,7 @@ def test_cli_mirrors_nnunet_predict_arguments() -> None:
     args = build_parser().parse_args(
         ["-i", "in", "-o", "out", "-d", "987", "-c", "2d", "-f", "0", "1", "--disable_tta", "-npp", "0", "-nps", "0",
          "--save_probabilities", "--continue_prediction", "-chk", "checkpoint_best.pth", "-device", "cpu",
-         "--landmark_threshold", "0.5", "--save_slicer"]
+         "--landmark-threshold", "0.5", "--save-slicer"]
     )
     assert (args.f, args.disable_tta, args.npp, args.nps, args.chk) == (["0", "1"], True, 0, 0, "checkpoint_best.pth")
     assert (args.landmark_threshold, args.save_slicer, args.continue_prediction) == (0.5, True, True)
@@ -306,7 +306,7 @@ def test_cli_repeats_the_demo_segmentations_and_writes_landmarks(demo_run, nnune
     # The demo's prediction arguments (mirroring on), plus threshold 0 and the Slicer files.
     command = [sys.executable, "-m", "nnunet_babloss.cli.predict", "-i", str(result.dataset_folder / "imagesTs"),
                "-o", str(output), "-d", "987", "-c", "2d", "-f", "0", "-tr", TRAINER, "-device", "cpu",
-               "-npp", "1", "-nps", "1", "--disable_progress_bar", "--landmark_threshold", "0", "--save_slicer"]
+               "-npp", "1", "-nps", "1", "--disable_progress_bar", "--landmark-threshold", "0", "--save-slicer"]
     completed = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
 

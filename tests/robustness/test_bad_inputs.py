@@ -180,8 +180,8 @@ def predict_args(w: Path, *extra: str) -> list[str]:
 
 def evaluate_args(w: Path, *extra: str) -> list[str]:
     dataset = w / "raw" / DATASET
-    return ["-pred", str(w / "prediction"), "-djfile", str(dataset / "dataset.json"), "-ref_labels",
-            str(w / "reference_labels"), "-ref_landmarks", str(dataset / "landmarksTr"), "-o", str(w / "eval_out"),
+    return ["--pred", str(w / "prediction"), "-djfile", str(dataset / "dataset.json"), "--ref-labels",
+            str(w / "reference_labels"), "--ref-landmarks", str(dataset / "landmarksTr"), "-o", str(w / "eval_out"),
             *extra]
 
 
@@ -846,7 +846,7 @@ def _(w: Path):
 
 @_case("predict", "landmark threshold above 1", status=2)
 def _(w: Path):
-    return predict_args(w, "--landmark_threshold", "2"), ["--landmark_threshold", "2"]
+    return predict_args(w, "--landmark-threshold", "2"), ["--landmark-threshold", "2"]
 
 
 @_case("predict", "part id outside num parts", status=2)
@@ -861,19 +861,19 @@ def _(w: Path):
 
 @_case("predict", "query_uv file missing")
 def _(w: Path):
-    return predict_args(w, "--query_uv", str(w / "uv.json")), ["--query_uv", str(w / "uv.json"), "not found"]
+    return predict_args(w, "--query-uv", str(w / "uv.json")), ["--query-uv", str(w / "uv.json"), "not found"]
 
 
 @_case("predict", "query_uv not JSON")
 def _(w: Path):
     _write(w / "uv.json", "{")
-    return predict_args(w, "--query_uv", str(w / "uv.json")), ["--query_uv", str(w / "uv.json"), "not valid JSON"]
+    return predict_args(w, "--query-uv", str(w / "uv.json")), ["--query-uv", str(w / "uv.json"), "not valid JSON"]
 
 
 @_case("predict", "query_uv not an object")
 def _(w: Path):
     _write(w / "uv.json", "[1, 2]")
-    return predict_args(w, "--query_uv", str(w / "uv.json")), ["--query_uv", str(w / "uv.json"), "object"]
+    return predict_args(w, "--query-uv", str(w / "uv.json")), ["--query-uv", str(w / "uv.json"), "object"]
 
 
 @_case("predict", "output is a file")
@@ -929,7 +929,7 @@ def _(w: Path):
 @_case("evaluate", "no reference given")
 def _(w: Path):
     arguments = evaluate_args(w)
-    del arguments[arguments.index("-ref_labels"):arguments.index("-o")]
+    del arguments[arguments.index("--ref-labels"):arguments.index("-o")]
     return arguments, ["reference labels, reference landmarks"]
 
 
@@ -993,12 +993,12 @@ def _(w: Path):
 
 @_case("evaluate", "NSD tolerance 0", status=2)
 def _(w: Path):
-    return evaluate_args(w, "--nsd_tolerance_mm", "0"), ["--nsd_tolerance_mm", "0"]
+    return evaluate_args(w, "--nsd-tolerance-mm", "0"), ["--nsd-tolerance-mm", "0"]
 
 
 @_case("evaluate", "unknown surface metric", status=2)
 def _(w: Path):
-    return evaluate_args(w, "--surface_metric", "mesh"), ["--surface_metric", "mesh"]
+    return evaluate_args(w, "--surface-metric", "mesh"), ["--surface-metric", "mesh"]
 
 
 @_case("evaluate", "reference label folder without label maps")
@@ -1022,7 +1022,7 @@ def _(w: Path):
 
 @_case("evaluate", "images folder for overlays missing")
 def _(w: Path):
-    return evaluate_args(w, "--overlays", "-images", str(w / "nope")), [str(w / "nope"), "not found"]
+    return evaluate_args(w, "--overlays", "--images", str(w / "nope")), [str(w / "nope"), "not found"]
 
 
 @_case("evaluate", "reference landmarks of another dimension")

@@ -134,7 +134,7 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
     selection_sdr_threshold_mm: float = 4.0
     selection_description = "selection score (EMA of the mean of pseudo Dice and SDR@4 mm, of the trained tasks)"
     #: Heatmap peak below which the final validation writes a landmark as absent (``nnUNetv2_bab_predict``'s
-    #: ``--landmark_threshold``); 0 always reports the argmax, e.g. for benchmarks that score every landmark.
+    #: ``--landmark-threshold``); 0 always reports the argmax, e.g. for benchmarks that score every landmark.
     validation_landmark_threshold: float = 0.3
     #: Keep nnU-Net's left-right flips whatever the guard finds (sided landmarks without mirror pairs, sided labels
     #: without label_mirror_pairs; see trainers/mirroring.py).
