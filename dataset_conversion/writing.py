@@ -3,7 +3,7 @@
 :class:`AtomicDatasetFolder` builds the dataset in a hidden temporary folder beside the target
 (``.Dataset123_Name.tmp-<pid>-XXXX`` in the same ``nnUNet_raw``, so the final rename stays on one file system) and
 renames it into place only when everything has been written; on any error, SIGINT or SIGTERM the temporary folder is
-removed (:mod:`nnunet_babloss.atomic_output`, the mechanism every tool shares). nnU-Net finds datasets by the
+removed (:mod:`nnunet_babloss.core.atomic_output`, the mechanism every tool shares). nnU-Net finds datasets by the
 ``Dataset<ID>`` prefix, so it never sees the hidden temporary folder.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dataset_conversion.validation import ValidationReport
-from nnunet_babloss.atomic_output import AtomicFolder
+from nnunet_babloss.core.atomic_output import AtomicFolder
 
 __all__ = [
     "AtomicDatasetFolder",
@@ -93,7 +93,7 @@ def check_output_folder(
 
 
 class AtomicDatasetFolder(AtomicFolder):
-    """:class:`~nnunet_babloss.atomic_output.AtomicFolder` for a raw dataset (its error names the dataset).
+    """:class:`~nnunet_babloss.core.atomic_output.AtomicFolder` for a raw dataset (its error names the dataset).
 
     Example:
         >>> with AtomicDatasetFolder(Path("/raw/Dataset001_X"), overwrite=False) as folder:  # doctest: +SKIP

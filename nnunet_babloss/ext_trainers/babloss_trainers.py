@@ -5,7 +5,7 @@ classes themselves live in the installed package, so their identity and pickling
 re-exports only: no code with side effects. The folder deliberately has no ``__init__.py``.
 """
 
-from nnunet_babloss.nnunet.trainers import (
+from nnunet_babloss.trainers import (
     BaBLossTrainer,
     BaBLossTrainer_BabDemo,
     BaBLossTrainer_cosine,

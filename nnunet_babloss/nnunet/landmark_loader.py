@@ -2,7 +2,7 @@
 
 Landmarks stay in world mm at dataset level (``landmarksTr``) and are mapped to each case's preprocessed voxels on
 the fly from the case's properties (``sitk_stuff``, crop box, shapes) — see
-:mod:`nnunet_babloss.landmarks.geometry`. A patch of a landmark-only case is centred on one of its landmarks
+:mod:`nnunet_babloss.core.landmarks.geometry`. A patch of a landmark-only case is centred on one of its landmarks
 (nnU-Net would crop such a case blindly, since it has no class locations), and stays inside the image where the
 image is larger than the patch. Along axes where the patch covers the whole image, every patch is centred on the
 image (``image_centred_patches``): a random shift would only move the anatomy inside an empty canvas. Keypoints then
@@ -32,7 +32,7 @@ from acvl_utils.cropping_and_padding.bounding_boxes import crop_and_pad_nd
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from threadpoolctl import threadpool_limits
 
-from nnunet_babloss.landmarks.geometry import ImageGeometry, PreprocessingMap, world_to_preprocessed_index
+from nnunet_babloss.core.landmarks.geometry import ImageGeometry, PreprocessingMap, world_to_preprocessed_index
 from nnunet_babloss.nnunet.keypoint_transforms import KEYPOINT_SLICE_OFFSETS_KEY
 
 __all__ = ["LandmarkDataLoader", "preprocessed_keypoints"]

@@ -19,9 +19,9 @@ from PIL import Image
 
 from nnunet_babloss.cli import demo as demo_cli
 from nnunet_babloss.cli import predict as predict_cli
-from nnunet_babloss.demo import BASELINES, DemoResult, DemoSettings, format_report, nnunet_command, nnunet_environment
-from nnunet_babloss.landmarks.io import read_landmarks
-from nnunet_babloss.landmarks.spec import LandmarkSpec
+from nnunet_babloss.apps.demo import BASELINES, DemoResult, DemoSettings, format_report, nnunet_command, nnunet_environment
+from nnunet_babloss.core.landmarks.io import read_landmarks
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec
 
 TRAINER_FOLDER = "BaBLossTrainer_BabDemo__nnUNetPlans__2d"
 TEST_CASES = [f"synth_test_{index:03d}" for index in range(4)]
