@@ -114,7 +114,7 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
     #: ``--landmark_threshold``); 0 always reports the argmax, e.g. for benchmarks that score every landmark.
     validation_landmark_threshold: float = 0.3
     #: Keep nnU-Net's left-right flips whatever the guard finds (sided landmarks without mirror pairs, sided labels
-    #: without label_mirror_pairs; see trainers/mirroring.py).
+    #: without label_mirror_pairs; see nnunet/mirroring.py).
     mirror_lateral_without_pairs: bool = False
 
     def __init__(

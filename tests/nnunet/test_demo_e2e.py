@@ -127,7 +127,7 @@ def test_the_demo_finds_its_landmarks_and_beats_the_mean_shape(demo_run) -> None
 
     The seeded run (dataset seed 0, schedule seed 0, single-threaded augmentation) found all 24 with MRE 0.95 mm and
     every heatmap peak >= 0.84, far from the 0.3 threshold; with other schedule seeds the lowest of 96 peaks on 16
-    test cases was 0.74-0.80 (variants.py), so the bound is not a coin flip.
+    test cases was 0.74-0.80 (nnunet_babloss/trainers.py), so the bound is not a coin flip.
     """
     result, _ = demo_run
     landmarks = result.summary["landmarks"]
