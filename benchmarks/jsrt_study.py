@@ -23,10 +23,10 @@ A stratified validation part (``--val-fraction`` of each partial-label group, bo
 every variant's training data. It is nnU-Net's fold-0 validation set: nnU-Net logs its online pseudo Dice (and our
 trainers their landmark MRE) on it every epoch, which gives the learning curves; the final models
 (``checkpoint_final``, no checkpoint selection) predict it at the end of training and it is scored with
-``nnunet_babloss.evaluation``. ``--test-data`` scores the same final models on a separate folder of the jsrt_512
+``nnunet_babloss.core.evaluation``. ``--test-data`` scores the same final models on a separate folder of the jsrt_512
 layout (``images/``, ``labels_bits/``, ``landmarks/``, ``dataset_info.json``) that no variant has seen.
 
-Every landmark table has a **mean training shape** row (``nnunet_babloss.landmarks.baseline``: each landmark's mean
+Every landmark table has a **mean training shape** row (``nnunet_babloss.core.landmarks.baseline``: each landmark's mean
 world position over the training cases, predicted for every case; also a similarity-aligned variant), scored with
 the same code on the same cases. The variants train on different case sets, so each variant is compared with the
 mean shape of the landmark-annotated training cases of its own dataset (fold 0 of its ``splits_final.json``;
@@ -35,7 +35,7 @@ with ``WARNING:`` in the report and on stderr.
 
 nnU-Net's 2D default rotates by up to 180 degrees and mirrors every axis. All variants here keep the rotations but
 do not flip left-right: JSRT's right- and left-lung landmarks cannot be paired (44 vs 50 points) and its labels are
-sided (``nnunet_babloss/nnunet/trainers/mirroring.py``); the segmentation-only variant uses
+sided (``nnunet_babloss/nnunet/mirroring.py``); the segmentation-only variant uses
 ``nnUNetTrainerNoLateralMirroring`` for the same reason, so every variant sees the same augmentation.
 
 Outputs (``--results-dir``, default ``benchmarks/results``): ``jsrt_study.md`` and ``jsrt_study.json`` (per
@@ -100,7 +100,7 @@ from build_datasets import JSRT_BITS, JSRT_BRIDGE, JSRT_SPACING_NOTE, default_da
 from dataset_conversion.convert import ConversionInputs, ConversionSettings, LandmarkOptions, convert_dataset  # noqa: E402
 from dataset_conversion.landmark_sources import LandmarkFolder  # noqa: E402
 from dataset_conversion.masks import BitFlagMasks  # noqa: E402
-from nnunet_babloss.evaluation import evaluate_folders  # noqa: E402
+from nnunet_babloss.core.evaluation import evaluate_folders  # noqa: E402
 
 STRUCTURES = tuple(JSRT_BITS)
 GROUPS = ("RL", "LL", "H", "RCLA", "LCLA")

@@ -81,8 +81,8 @@ def _loaders(work: Path, configuration: str, cases: Sequence[str], landmarks_fol
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunet_babloss.landmarks.io import read_landmarks
-    from nnunet_babloss.landmarks.spec import LandmarkSpec
+    from nnunet_babloss.core.landmarks.io import read_landmarks
+    from nnunet_babloss.core.landmarks.spec import LandmarkSpec
     from nnunet_babloss.nnunet.keypoint_transforms import make_keypoint_aware
     from nnunet_babloss.nnunet.landmark_loader import LandmarkDataLoader, preprocessed_keypoints
 

@@ -103,7 +103,7 @@ def save_untrained_checkpoint(environment: dict[str, str]) -> Path:
     os.environ.update(environment)
     import torch
 
-    from nnunet_babloss.nnunet.trainers import BaBLossTrainer
+    from nnunet_babloss.trainers import BaBLossTrainer
 
     preprocessed = Path(environment["nnUNet_preprocessed"]) / DATASET_NAME
     plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())

@@ -250,7 +250,7 @@ def run_benchmark(
     """Run every strategy on every case of ``source``; return per-case Dice and timings plus the environment."""
     import torch
 
-    from nnunet_babloss.metrics import dice
+    from nnunet_babloss.core.metrics import dice
     from pseudo_labels.backends import LiteMedSamBackend, scale_intensity
     from pseudo_labels.pipeline import parse_strategy_spec, segment_organ
 

@@ -45,7 +45,7 @@ os.environ["nnUNet_n_proc_DA"] = "0"
 os.environ.setdefault("nnUNet_compile", "f")
 import glob, torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunet_babloss.nnunet.trainers import BaBLossTrainer, HeatmapTrainer
+from nnunet_babloss.trainers import BaBLossTrainer, HeatmapTrainer
 cls = {"nnUNetTrainer": nnUNetTrainer, "HeatmapTrainer": HeatmapTrainer, "BaBLossTrainer": BaBLossTrainer}[cls_name]
 folder = sorted(glob.glob(os.path.join(work, "nnUNet_preprocessed", "Dataset*")))[0]
 plans = json.load(open(os.path.join(folder, "nnUNetPlans.json")))

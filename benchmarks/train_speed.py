@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prepare(work_dir: Path, dataset_id: int, configuration: str, size: int) -> None:
-    from nnunet_babloss.demo import nnunet_command, nnunet_environment, run_nnunet_step
-    from nnunet_babloss.synthetic import SyntheticDatasetConfig, generate_synthetic_dataset
+    from nnunet_babloss.apps.demo import nnunet_command, nnunet_environment, run_nnunet_step
+    from nnunet_babloss.apps.synthetic import SyntheticDatasetConfig, generate_synthetic_dataset
 
     if any((work_dir / "nnUNet_preprocessed").glob(f"Dataset{dataset_id:03d}_*")):
         return
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from nnunet_babloss.nnunet.trainers import BaBLossTrainer, HeatmapTrainer
+    from nnunet_babloss.trainers import BaBLossTrainer, HeatmapTrainer
 
     preprocessed = next((work_dir / "nnUNet_preprocessed").glob(f"Dataset{args.dataset_id:03d}_*"))
     plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())

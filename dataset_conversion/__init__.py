@@ -4,7 +4,7 @@
   -> ``nnUNet_raw/Dataset<ID>_<name>`` with ``landmarksTr``, the ``"landmarks"`` block and stratified splits.
 * :func:`~dataset_conversion.merge.merge_datasets` (``nnUNetv2_bab_merge``): several raw datasets -> one.
 
-This layer sits above the pure core (it uses :mod:`nnunet_babloss.landmarks` and :mod:`nnunet_babloss.splits`) and
+This layer sits above the pure core (it uses :mod:`nnunet_babloss.core.landmarks` and :mod:`nnunet_babloss.core.splits`) and
 never imports ``nnunetv2``: the datasets it writes are checked by nnU-Net's own ``--verify_dataset_integrity``.
 """
 

@@ -56,10 +56,10 @@ from dataset_conversion.writing import (
     nnunet_raw_folder,
     provenance_record,
 )
-from nnunet_babloss.landmarks.geometry import ImageGeometry, contains_index
-from nnunet_babloss.landmarks.io import LandmarkSet, write_landmarks
-from nnunet_babloss.landmarks.spec import LandmarkSpec, LandmarkSpecError
-from nnunet_babloss.splits import ANNOTATION_KINDS, annotation_kind, stratified_splits
+from nnunet_babloss.core.landmarks.geometry import ImageGeometry, contains_index
+from nnunet_babloss.core.landmarks.io import LandmarkSet, write_landmarks
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec, LandmarkSpecError
+from nnunet_babloss.core.splits import ANNOTATION_KINDS, annotation_kind, stratified_splits
 
 __all__ = [
     "REFERENCE_FOLDER",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_babloss.raw_dataset import RawDatasetWriter
+from nnunet_babloss.nnunet.raw_dataset import RawDatasetWriter
 
 __all__ = [
     "DICOM_SERIES",

@@ -2,14 +2,14 @@
 
 Two kinds of coordinates come in:
 
-* **World** coordinates (mm): the package's own formats, read by :func:`nnunet_babloss.landmarks.io.read_landmarks`
+* **World** coordinates (mm): the package's own formats, read by :func:`nnunet_babloss.core.landmarks.io.read_landmarks`
   (our JSON, 3D Slicer ``.mrk.json``/``.fcsv`` in LPS or RAS, plain CSV).
 * **Pixel** coordinates ``x = column, y = row`` (``z = slice`` in 3D) of the image: LabelMe JSON point shapes,
   ISBI-2015-style text files (one ``x,y`` line per landmark), the JSRT/SCR group JSON (``{"landmarks": {group:
   [[x, y], ...]}}``, names ``<group>_<index>``), the Hamedan cephalometric file (all cases in one JSON, several
   annotators) and centroids of labels of a label map (:class:`LabelCentroids`, e.g. vertebrae). These become
   :class:`PixelLandmarks`, which :meth:`PixelLandmarks.to_world` maps through the image's
-  :class:`~nnunet_babloss.landmarks.geometry.ImageGeometry`. Pixel coordinates are *continuous indices with integers
+  :class:`~nnunet_babloss.core.landmarks.geometry.ImageGeometry`. Pixel coordinates are *continuous indices with integers
   at pixel centres* (the package's voxel-index convention): ``(x, y) = (3, 5)`` is the centre of column 3, row 5.
   The JSRT/SCR files count from pixel *edges* instead; :func:`jsrt_pixel_centres` (the one place that knows) turns
   them into centre coordinates as they are read.
@@ -39,9 +39,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from dataset_conversion.images import find_case_file, list_case_files
 from dataset_conversion.validation import ValidationReport
-from nnunet_babloss.landmarks.geometry import ImageGeometry
-from nnunet_babloss.landmarks.io import LandmarkSet, read_landmarks
-from nnunet_babloss.landmarks.spec import landmark_name_problem
+from nnunet_babloss.core.landmarks.geometry import ImageGeometry
+from nnunet_babloss.core.landmarks.io import LandmarkSet, read_landmarks
+from nnunet_babloss.core.landmarks.spec import landmark_name_problem
 
 __all__ = [
     "JSRT_OUTER_EDGE_INSET_PX",

@@ -46,9 +46,9 @@ from dataset_conversion.writing import (
     nnunet_raw_folder,
     provenance_record,
 )
-from nnunet_babloss.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
-from nnunet_babloss.landmarks.spec import LandmarkSpec, LandmarkSpecError
-from nnunet_babloss.splits import ANNOTATION_KINDS, annotation_kind, stratified_splits
+from nnunet_babloss.core.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec, LandmarkSpecError
+from nnunet_babloss.core.splits import ANNOTATION_KINDS, annotation_kind, stratified_splits
 
 __all__ = ["MergeResult", "MergeSettings", "MissingLabelPolicy", "merge_datasets", "resolve_dataset_folder"]
 

@@ -3,7 +3,7 @@
 :class:`AtomicDatasetFolder` builds the dataset in a hidden temporary folder beside the target
 (``.Dataset123_Name.tmp-<pid>-XXXX`` in the same ``nnUNet_raw``, so the final rename stays on one file system) and
 renames it into place only when everything has been written; on any error, SIGINT or SIGTERM the temporary folder is
-removed (:mod:`nnunet_babloss.atomic_output`, the mechanism every tool shares). nnU-Net finds datasets by the
+removed (:mod:`nnunet_babloss.core.atomic_output`, the mechanism every tool shares). nnU-Net finds datasets by the
 ``Dataset<ID>`` prefix, so it never sees the hidden temporary folder.
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from dataset_conversion.validation import ValidationReport
-from nnunet_babloss.atomic_output import AtomicFolder
-from nnunet_babloss.provenance import provenance_record as shared_provenance_record
-from nnunet_babloss.provenance import write_json
-from nnunet_babloss.raw_dataset import RawDatasetWriter, dataset_folder_name
+from nnunet_babloss.core.atomic_output import AtomicFolder
+from nnunet_babloss.core.provenance import provenance_record as shared_provenance_record
+from nnunet_babloss.core.provenance import write_json
+from nnunet_babloss.nnunet.raw_dataset import RawDatasetWriter, dataset_folder_name
 
 __all__ = [
     "AtomicDatasetFolder",
@@ -72,7 +72,7 @@ def check_output_folder(
 
 
 class AtomicDatasetFolder(AtomicFolder):
-    """:class:`~nnunet_babloss.atomic_output.AtomicFolder` for a raw dataset (its error names the dataset).
+    """:class:`~nnunet_babloss.core.atomic_output.AtomicFolder` for a raw dataset (its error names the dataset).
 
     Example:
         >>> with AtomicDatasetFolder(Path("/raw/Dataset001_X"), overwrite=False) as folder:  # doctest: +SKIP
@@ -86,7 +86,7 @@ class AtomicDatasetFolder(AtomicFolder):
 def provenance_record(
     tool: str, arguments: Mapping[str, Any], sources: Mapping[str, Any], report: ValidationReport, **extra: Any
 ) -> dict[str, Any]:
-    """The content of ``provenance.json``: :func:`nnunet_babloss.provenance.provenance_record`'s head (tool, UTC
+    """The content of ``provenance.json``: :func:`nnunet_babloss.core.provenance.provenance_record`'s head (tool, UTC
     time, versions, arguments), the sources, ``extra`` and the warnings of ``report``."""
     return shared_provenance_record(
         tool, arguments=arguments, sources=sources, **extra, warnings=[issue.as_json() for issue in report.warnings]

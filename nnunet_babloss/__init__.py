@@ -8,8 +8,10 @@ Conventions used everywhere in this package (checked at public entry points):
   exactly as ``SimpleITK.Image.TransformContinuousIndexToPhysicalPoint`` reports it.
 * An **absent landmark** is a row of NaN in a ``(K, D)`` coordinate array, and ``null`` in JSON files.
 
-Only :mod:`nnunet_babloss.nnunet` (and the CLIs above it) import ``nnunetv2``; the pure core
-(``landmarks``, ``heatmaps``, ``boundary``, ``losses``, ``metrics``) is numpy/torch only.
+Layers, bottom up (``pyproject.toml``'s import-linter contracts check them): ``core`` (numpy/torch only: landmarks,
+heatmaps, boundary maps, generic losses, network, metrics, evaluation), ``nnunet`` (the nnU-Net glue: plans, loader,
+transforms, predictor, the base trainer), one folder per method (``babloss``, ``denseseg``, ``gazesup``,
+``pretraining``; they do not import each other), ``trainers`` (every trainer by name), ``apps`` and ``cli``.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from nnunet_babloss.provenance import file_sha256, package_version
+from nnunet_babloss.core.provenance import file_sha256, package_version
 from pseudo_labels.prompts import Prompt
 
 if TYPE_CHECKING:  # pragma: no cover - typing only

@@ -22,7 +22,7 @@ images optionally symlinked, ``labelsTr`` rewritten) or a new labels folder (``m
 replacement for ``labelsTr``). Beside the labels: ``pseudo_labels_provenance.json`` (model, checkpoint SHA-256,
 strategy and settings per organ, thresholds, versions, arguments), ``pseudo_labels_summary.csv`` (one row per case
 and organ) and, on request, ``pseudo_labels_overlays/<case>__<organ>.png``. The output appears all at once
-(:mod:`nnunet_babloss.atomic_output`): a failed, interrupted or terminated run leaves nothing behind.
+(:mod:`nnunet_babloss.core.atomic_output`): a failed, interrupted or terminated run leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from nnunet_babloss.atomic_output import AtomicFolder
-from nnunet_babloss.landmarks.geometry import ImageGeometry
-from nnunet_babloss.landmarks.io import read_landmarks
-from nnunet_babloss.landmarks.spec import LandmarkSpec
-from nnunet_babloss.provenance import provenance_record, write_json
+from nnunet_babloss.core.atomic_output import AtomicFolder
+from nnunet_babloss.core.landmarks.geometry import ImageGeometry
+from nnunet_babloss.core.landmarks.io import read_landmarks
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec
+from nnunet_babloss.core.provenance import provenance_record, write_json
 from pseudo_labels.backends import PromptableSegmenter, scale_intensity
 from pseudo_labels.prompts import (
     MODEL_FREE_STRATEGIES,
@@ -195,23 +195,19 @@ def organ_landmark_names(spec: LandmarkSpec, labels: Mapping[str, Any]) -> dict[
     Raises:
         ValueError: no bridge entry, or an organ that is ``background``/``ignore`` or a region (list of values).
     """
-    organs: dict[str, list[str]] = {}
-    bridge = spec.bridge_map()
-    for name in spec.names:
-        for organ in bridge.get(name, ()):
-            organs.setdefault(organ, []).append(name)
+    for bridged_labels in spec.bridge_map().values():
+        for label in bridged_labels:
+            if label in ("background", "ignore"):
+                raise ValueError(
+                    f'dataset.json "landmarks"."bridge" maps landmarks to {label!r} (label value {labels.get(label)!r}): '
+                    "pseudo labels need an organ label with one integer value (not background, ignore or a region)"
+                )
+    organs = {organ: tuple(spec.names[row] for row in rows) for organ, rows in spec.rows_by_bridged_label(labels).items()}
     if not organs:
         raise ValueError(
             'dataset.json "landmarks"."bridge" is empty: pseudo labels need landmarks bridged to organ labels'
         )
-    for organ in organs:
-        value = labels.get(organ)
-        if organ in ("background", "ignore") or isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(
-                f'dataset.json "landmarks"."bridge" maps landmarks to {organ!r} (label value {value!r}): pseudo '
-                "labels need an organ label with one integer value (not background, ignore or a region)"
-            )
-    return {organ: tuple(organs[organ]) for organ in sorted(organs, key=lambda organ: (labels[organ], organ))}
+    return organs
 
 
 @dataclass(frozen=True)

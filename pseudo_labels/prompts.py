@@ -45,7 +45,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from nnunet_babloss.rasterise import fill_polygon
+from nnunet_babloss.core.rasterise import fill_polygon
 
 __all__ = [
     "MODEL_FREE_STRATEGIES",

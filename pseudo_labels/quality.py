@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from nnunet_babloss.metrics import dice, surface_voxels
+from nnunet_babloss.core.metrics import dice, surface_voxels
 
 __all__ = ["MaskQuality", "QualityThresholds", "assess_mask", "hull_size", "landmark_surface_distances_mm"]
 

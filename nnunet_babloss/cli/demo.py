@@ -42,10 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the exit status (0 ok, 1 failed, 2 bad arguments, 128 + signal)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from nnunet_babloss.atomic_output import make_unique_folder
+    from nnunet_babloss.core.atomic_output import make_unique_folder
     from nnunet_babloss.command_line import run_reporting_errors
-    from nnunet_babloss.demo import DemoSettings, format_report, run_demo
-    from nnunet_babloss.synthetic import SyntheticDatasetConfig
+    from nnunet_babloss.apps.demo import DemoSettings, format_report, run_demo
+    from nnunet_babloss.apps.synthetic import SyntheticDatasetConfig
 
     try:  # settings are checked before any folder is made
         settings = DemoSettings(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from nnunet_babloss.command_line import ArgumentParser, read_json_object, run_reporting_errors
 
 if TYPE_CHECKING:
-    from nnunet_babloss.evaluation import EvaluationResult
+    from nnunet_babloss.core.evaluation import EvaluationResult
 
 __all__ = ["RENAMED_OPTIONS", "build_parser", "main", "read_dataset_json"]
 
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--nsd-tolerance-mm must be a positive number of mm, got {args.nsd_tolerance_mm}")
 
     def evaluate() -> EvaluationResult:
-        from nnunet_babloss.evaluation import evaluate_folders
+        from nnunet_babloss.core.evaluation import evaluate_folders
 
         return evaluate_folders(
             args.pred, read_dataset_json(args.djfile), args.ref_labels, args.ref_landmarks, args.o,

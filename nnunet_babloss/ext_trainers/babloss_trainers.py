@@ -6,7 +6,7 @@ re-exports only: no code with side effects. The folder deliberately has no ``__i
 :data:`nnunet_babloss.trainer_names.TRAINER_NAMES`, the one list of our trainers.
 """
 
-from nnunet_babloss.nnunet import trainers as _trainers
+from nnunet_babloss import trainers as _trainers
 from nnunet_babloss.trainer_names import TRAINER_NAMES
 
 globals().update({name: getattr(_trainers, name) for name in TRAINER_NAMES})

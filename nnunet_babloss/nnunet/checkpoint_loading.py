@@ -19,7 +19,7 @@ trainers' ``initialize``, which nnU-Net runs just before that load) replaces tha
 calls nnU-Net's function inside :func:`weights_only_loading`.
 
 Not covered: trainers without
-:class:`~nnunet_babloss.nnunet.trainers.checkpoint_selection.WeightsOnlyCheckpointLoading` (nnU-Net's own trainers,
+:class:`~nnunet_babloss.nnunet.checkpoint_selection.WeightsOnlyCheckpointLoading` (nnU-Net's own trainers,
 and here ``GazeSupTrainer``, ``nnUNetTrainerNoLateralMirroring``, ``nnUNetTrainer_BabDemo``) resume and load
 ``-pretrained_weights`` through nnU-Net's full-pickle loader, and so does ``nnUNetv2_predict`` (use
 ``nnUNetv2_bab_predict``). Only load checkpoints from trusted sources with those.

@@ -1,10 +1,10 @@
 """nnU-Net's data loader, extended with landmark keypoints and per-sample annotation flags.
 
 Landmarks stay in world mm at dataset level (``landmarksTr``) and are mapped to each case's preprocessed voxels
-from the case's properties (``sitk_stuff``, crop box, shapes) — see :mod:`nnunet_babloss.landmarks.geometry` — once
-per case, on the case's first draw (:meth:`LandmarkDataLoader.case_keypoints`); later draws reuse the result, which
-depends only on the case (its properties and preprocessed shape do not change during a run). Caching at first read
-rather than writing the points at preprocessing keeps nothing in nnU-Net's preprocessed folders, which nnU-Net
+from the case's properties (``sitk_stuff``, crop box, shapes) — see :mod:`nnunet_babloss.core.landmarks.geometry` —
+once per case, on the case's first draw (:meth:`LandmarkDataLoader.case_keypoints`); later draws reuse the result,
+which depends only on the case (its properties and preprocessed shape do not change during a run). Caching at first
+read rather than writing the points at preprocessing keeps nothing in nnU-Net's preprocessed folders, which nnU-Net
 rebuilds and whose unknown files it trips over. A patch of a landmark-only case is centred on one of its landmarks
 (nnU-Net would crop such a case blindly, since it has no class locations), and stays inside the image where the
 image is larger than the patch. Along axes where the patch covers the whole image, every patch is centred on the
@@ -35,7 +35,7 @@ from acvl_utils.cropping_and_padding.bounding_boxes import crop_and_pad_nd
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from threadpoolctl import threadpool_limits
 
-from nnunet_babloss.landmarks.geometry import ImageGeometry, PreprocessingMap, world_to_preprocessed_index
+from nnunet_babloss.core.landmarks.geometry import ImageGeometry, PreprocessingMap, world_to_preprocessed_index
 from nnunet_babloss.nnunet.keypoint_transforms import KEYPOINT_SLICE_OFFSETS_KEY
 
 __all__ = ["LandmarkDataLoader", "preprocessed_keypoints"]

@@ -29,7 +29,7 @@ optionally ``<case>.mrk.json`` for 3D Slicer. A landmark file is written before 
 
 2D configurations on 3D volumes predict every slice separately, and nnU-Net stacks the slices into one volume. They
 are trained so that each slice holds the slice of the landmark's 3D Gaussian (see ``heatmap_slice_sigma_vox`` in
-:mod:`~nnunet_babloss.nnunet.trainers.heatmap_trainer`): the stack is decoded like a 3D configuration's heatmaps,
+:mod:`~nnunet_babloss.nnunet.heatmap_trainer`): the stack is decoded like a 3D configuration's heatmaps,
 peak over the volume and refinement along all three axes, sub-slice along the slices included.
 """
 
@@ -61,16 +61,24 @@ from nnunetv2.utilities.json_export import recursive_fix_for_json_export
 from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot
 from torch import Tensor, nn
 
-from nnunet_babloss.heatmaps import decode_heatmaps
-from nnunet_babloss.landmarks.geometry import ImageGeometry, PreprocessingMap, preprocessed_index_to_world
-from nnunet_babloss.landmarks.io import LandmarkSet, write_landmarks
-from nnunet_babloss.landmarks.spec import LandmarkSpec
-from nnunet_babloss.network import SegmentationHeatmapNetwork, SegmentationUVNetwork, unwrap_network
+from nnunet_babloss.core.heatmaps import decode_heatmaps
+from nnunet_babloss.core.landmarks.geometry import ImageGeometry, PreprocessingMap, preprocessed_index_to_world
+from nnunet_babloss.core.landmarks.io import LandmarkSet, write_landmarks
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec
+from nnunet_babloss.core.network import SegmentationHeatmapNetwork, unwrap_network
+
+# The predictor reads out every model kind, DenseSeg's uv maps included: the one import from the glue into a method
+# (the .importlinter contracts name it).
+from nnunet_babloss.denseseg.network import SegmentationUVNetwork
+from nnunet_babloss.denseseg.uvmaps import DenseSegTemplate, dilate_region, parse_uv_queries, soft_match_uv
 from nnunet_babloss.nnunet.checkpoint_loading import require_checkpoint_file_name, weights_only_loading
-from nnunet_babloss.nnunet.trainers.denseseg_trainer import denseseg_template_from_plans
-from nnunet_babloss.nnunet.trainers.heatmap_trainer import PLANS_SIDE_SWAPPING_TTA_KEY, landmark_spec_from_plans
-from nnunet_babloss.uvmaps import DenseSegTemplate, dilate_region, parse_uv_queries, soft_match_uv
-from nnunet_babloss.nnunet.trainers.mirroring import lateral_patch_axis
+from nnunet_babloss.nnunet.mirroring import lateral_patch_axis
+from nnunet_babloss.nnunet.plans import (
+    denseseg_block_from_plans,
+    labels_from_plans,
+    landmark_spec_from_plans,
+    side_swapping_tta_from_plans,
+)
 
 __all__ = [
     "DEFAULT_LANDMARK_THRESHOLD",
@@ -159,7 +167,7 @@ def geometry_from_properties(
 def decode_preprocessed_heatmaps(heatmaps: Tensor, *, min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Landmark positions in nnU-Net's preprocessed array from its heatmaps, in 3D.
 
-    One decoder for every configuration: :func:`~nnunet_babloss.heatmaps.decode_heatmaps` over the volume (peak,
+    One decoder for every configuration: :func:`~nnunet_babloss.core.heatmaps.decode_heatmaps` over the volume (peak,
     then log-parabola refinement along each axis). A 2D image is a volume of one slice (no refinement along it); the
     slice stack of a 2D configuration on a 3D volume is a 3D heatmap like a 3D configuration's.
 
@@ -249,7 +257,7 @@ def landmarks_from_preprocessed_uv(
         properties, transpose_forward: the case's nnU-Net properties and the plans' ``transpose_forward``.
         spec: the landmark specification (names and order of the written landmarks).
         template: the DenseSeg template from the plans.
-        queries: parsed extra queries (:func:`~nnunet_babloss.uvmaps.parse_uv_queries`), or ``None``.
+        queries: parsed extra queries (:func:`~nnunet_babloss.denseseg.uvmaps.parse_uv_queries`), or ``None``.
 
     Returns:
         ``(landmarks in the spec's order, queried landmarks or None)``, world LPS mm.
@@ -340,7 +348,7 @@ class nnUNetLandmarkPredictor(nnUNetPredictor):  # noqa: N801 (nnU-Net's naming)
         save_slicer: also write ``<case>.mrk.json`` (3D Slicer markups, LPS) beside each ``<case>.json``.
         uv_queries: DenseSeg models only: extra landmarks to read out without retraining,
             ``{label name: {landmark name: [u, v] or trained landmark name}}`` (canonical uv, see
-            :mod:`nnunet_babloss.uvmaps`); written to ``queried_landmarks/<case>.json`` beside the outputs.
+            :mod:`nnunet_babloss.denseseg.uvmaps`); written to ``queried_landmarks/<case>.json`` beside the outputs.
 
     The model type comes from the plans: a DenseSeg model (``"bab_denseseg"`` in ``plans.json``) is read out by
     nearest-uv matching (:func:`landmarks_from_preprocessed_uv`), every other one by heatmap decoding.
@@ -424,7 +432,8 @@ class nnUNetLandmarkPredictor(nnUNetPredictor):  # noqa: N801 (nnU-Net's naming)
                 "BaBLossTrainer or a variant). For a segmentation-only model use nnUNetv2_predict."
             )
         self.landmark_spec = landmark_spec_from_plans(self.plans_manager.plans)
-        self.denseseg_template = denseseg_template_from_plans(self.plans_manager.plans)
+        denseseg_block = denseseg_block_from_plans(self.plans_manager.plans)
+        self.denseseg_template = None if denseseg_block is None else DenseSegTemplate.from_json(denseseg_block)
         if self.denseseg_template is not None:
             self._enable_uv_maps(network)
             return
@@ -441,10 +450,10 @@ class nnUNetLandmarkPredictor(nnUNetPredictor):  # noqa: N801 (nnU-Net's naming)
         permutation = self.landmark_spec.mirror_permutation()
         self._mirror_channels = None if permutation == tuple(range(len(permutation))) else torch.tensor(permutation)
         self._mirror_label_channels = None
-        if self.plans_manager.plans.get(PLANS_SIDE_SWAPPING_TTA_KEY, False):
+        if side_swapping_tta_from_plans(self.plans_manager.plans):
             self._mirror_label_channels = torch.tensor(
                 label_channel_permutation(
-                    self.landmark_spec.label_value_pairs(self.plans_manager.plans.get("bab_labels", {})),
+                    self.landmark_spec.label_value_pairs(labels_from_plans(self.plans_manager.plans)),
                     self.label_manager.all_labels,
                 )
             )

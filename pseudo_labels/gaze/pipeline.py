@@ -2,7 +2,7 @@
 
 Per image: fixations → duration-weighted Gaussian heatmap (:mod:`~pseudo_labels.gaze.heatmap`) → dense-CRF
 refinement with the image (:mod:`~pseudo_labels.gaze.crf`; optional) → the nested level map at the thresholds
-(:func:`nnunet_babloss.gaze_levels.level_map_from_probability`: value = number of thresholds exceeded). Written as
+(:func:`nnunet_babloss.gazesup.levels.level_map_from_probability`: value = number of thresholds exceeded). Written as
 a new raw dataset (all at once or not at all, :class:`dataset_conversion.writing.AtomicDatasetFolder`)::
 
     imagesTr/<case>_000C.nii.gz   the image (NIfTI, with its pixel spacing); colour images as 3 channels R, G, B
@@ -45,8 +45,8 @@ from dataset_conversion.writing import (
     nnunet_raw_folder,
     provenance_record,
 )
-from nnunet_babloss.gaze_levels import GAZE_LEVELS_KEY, GazeLevelSpec, level_map_from_probability
-from nnunet_babloss.provenance import file_sha256
+from nnunet_babloss.core.provenance import file_sha256
+from nnunet_babloss.gazesup.levels import GAZE_LEVELS_KEY, GazeLevelSpec, level_map_from_probability
 from pseudo_labels.gaze.crf import CrfSettings, refine_with_crf
 from pseudo_labels.gaze.gaze_csv import FixationSequence, read_gaze_csv
 from pseudo_labels.gaze.heatmap import DEFAULT_SIGMA_AT_REFERENCE_PX, fixation_heatmap, scaled_length_px

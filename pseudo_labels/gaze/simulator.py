@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from nnunet_babloss.provenance import utc_timestamp, write_json
+from nnunet_babloss.core.provenance import utc_timestamp, write_json
 from pseudo_labels.gaze.gaze_csv import FixationSequence, write_gaze_csv
 
 __all__ = [

@@ -15,7 +15,7 @@ from dataset_conversion.convert import ConversionInputs, ConversionSettings, Lan
 from dataset_conversion.landmark_sources import LandmarkFolder
 from dataset_conversion.masks import BinaryMaskFolders, BitFlagMasks, LabelMapMasks
 from dataset_conversion.validation import DatasetValidationError
-from nnunet_babloss.landmarks.io import read_landmarks
+from nnunet_babloss.core.landmarks.io import read_landmarks
 
 BITS = {"a": 1, "b": 2}
 

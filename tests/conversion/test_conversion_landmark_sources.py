@@ -23,8 +23,8 @@ from dataset_conversion.landmark_sources import (
     read_labelme,
 )
 from dataset_conversion.validation import ValidationReport
-from nnunet_babloss.landmarks.geometry import ImageGeometry, contains_index
-from nnunet_babloss.landmarks.io import LandmarkSet
+from nnunet_babloss.core.landmarks.geometry import ImageGeometry, contains_index
+from nnunet_babloss.core.landmarks.io import LandmarkSet
 
 
 def test_labelme_points_keep_order_and_declared_size(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from dataset_conversion.landmark_sources import LandmarkFolder
 from dataset_conversion.masks import BitFlagMasks, LabelMapMasks, MaskSource
 from dataset_conversion.merge import MergeSettings, merge_datasets
 from dataset_conversion.validation import DatasetValidationError
-from nnunet_babloss.landmarks.io import read_landmarks
+from nnunet_babloss.core.landmarks.io import read_landmarks
 
 MASK_CASES = ("JPCLN001", "JPCLN002", "JPCLN003", "JPCLN004")
 LANDMARK_CASES = ("JPCNN001", "JPCNN002", "JPCNN003", "JPCNN004")

@@ -14,9 +14,9 @@ from dataset_conversion.convert import ConversionInputs, ConversionSettings, Lan
 from dataset_conversion.landmark_sources import HamedanFile, LabelCentroids, LandmarkFolder, jsrt_pixel_centres
 from dataset_conversion.masks import BitFlagMasks, LabelEncoding, LabelMapMasks
 from dataset_conversion.validation import DatasetValidationError
-from nnunet_babloss.landmarks.geometry import ImageGeometry
-from nnunet_babloss.landmarks.io import ras_to_lps, read_landmarks
-from nnunet_babloss.landmarks.spec import LandmarkSpec
+from nnunet_babloss.core.landmarks.geometry import ImageGeometry
+from nnunet_babloss.core.landmarks.io import ras_to_lps, read_landmarks
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec
 
 JSRT_CASES = ("JPCLN001", "JPCLN002", "JPCLN003", "JPCLN004", "JPCNN001", "JPCNN002", "JPCNN003", "JPCNN004")
 

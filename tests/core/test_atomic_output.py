@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_babloss.atomic_output import AtomicFileSet, AtomicFolder, Terminated
+from nnunet_babloss.core.atomic_output import AtomicFileSet, AtomicFolder, Terminated
 from nnunet_babloss.command_line import TRACEBACK_ENV_VAR, run_reporting_errors
 
 

@@ -1,4 +1,4 @@
-"""Specification of nnunet_babloss.boundary: boundary voxels and truncated boundary-proximity maps.
+"""Specification of nnunet_babloss.core.boundary: boundary voxels and truncated boundary-proximity maps.
 
 The references are scipy.ndimage (morphology, exact EDT, chessboard distance), used here only, never in the code.
 """
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from dataset_conversion.landmark_sources import jsrt_pixel_centres
-from nnunet_babloss.boundary import (
+from nnunet_babloss.core.boundary import (
     boundary_proximity_map,
     boundary_voxels,
     chessboard_proximity_map,

@@ -4,7 +4,7 @@ References: 4 cases of ``jsrt_fixture_256`` (256 x 256, 1.4 mm) written as NIfTI
 the reference label maps shifted by a few pixels (a different shift per case) with the heart eroded, and the
 reference landmarks moved by random offsets with some removed (missed) or added (spurious). The independent
 computation finds surfaces by comparing every pixel with its 4 neighbours and measures distances with a k-d tree,
-instead of the erosion + Euclidean distance transform of :mod:`nnunet_babloss.metrics`.
+instead of the erosion + Euclidean distance transform of :mod:`nnunet_babloss.core.metrics`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from dataset_conversion.landmark_sources import jsrt_pixel_centres
-from nnunet_babloss.evaluation import SDR_THRESHOLDS_MM, evaluate_folders
-from nnunet_babloss.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
-from nnunet_babloss.overlays import overlay_slices, write_case_overlays
+from nnunet_babloss.core.evaluation import SDR_THRESHOLDS_MM, evaluate_folders
+from nnunet_babloss.core.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
+from nnunet_babloss.core.overlays import overlay_slices, write_case_overlays
 
 CASES = ("JPCLN001", "JPCLN002", "JPCNN001", "JPCNN002")
 SPACING_MM = 1.4

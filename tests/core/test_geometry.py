@@ -1,4 +1,4 @@
-"""Specs for nnunet_babloss.landmarks.geometry: world ↔ voxel ↔ preprocessed index maps."""
+"""Specs for nnunet_babloss.core.landmarks.geometry: world ↔ voxel ↔ preprocessed index maps."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from nnunet_babloss.landmarks.geometry import (
+from nnunet_babloss.core.landmarks.geometry import (
     ImageGeometry,
     PreprocessingMap,
     contains_index,

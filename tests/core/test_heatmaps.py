@@ -1,4 +1,4 @@
-"""Specification of nnunet_babloss.heatmaps: Gaussian rendering and sub-voxel decoding, 2D and 3D."""
+"""Specification of nnunet_babloss.core.heatmaps: Gaussian rendering and sub-voxel decoding, 2D and 3D."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnunet_babloss.heatmaps import decode_heatmaps, render_gaussian_heatmaps, sigma_mm_to_vox
+from nnunet_babloss.core.heatmaps import decode_heatmaps, render_gaussian_heatmaps, sigma_mm_to_vox
 
 # Small odd/even mixed shapes keep every example fast while exercising non-square grids.
 SHAPES = {2: (17, 14), 3: (9, 12, 10)}

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnunet_babloss.evaluation import evaluate_folders
-from nnunet_babloss.landmarks.baseline import (
+from nnunet_babloss.core.evaluation import evaluate_folders
+from nnunet_babloss.core.landmarks.baseline import (
     PROVENANCE_FILE,
     mean_training_shape,
     similarity_aligned_mean_shape,
     write_mean_shape_predictions,
 )
-from nnunet_babloss.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
-from nnunet_babloss.landmarks.spec import LandmarkSpec
+from nnunet_babloss.core.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec
 
 NAN2 = [np.nan, np.nan]
 

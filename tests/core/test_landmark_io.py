@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnunet_babloss.landmarks.io import (
+from nnunet_babloss.core.landmarks.io import (
     FORMAT_NAME,
     SLICER_MARKUPS_SCHEMA,
     LandmarkSet,
@@ -22,7 +22,7 @@ from nnunet_babloss.landmarks.io import (
     read_landmarks,
     write_landmarks,
 )
-from nnunet_babloss.landmarks.spec import LandmarkSpec, landmark_name_problem
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec, landmark_name_problem
 
 SUFFIXES = {"json": ".json", "mrk.json": ".mrk.json", "fcsv": ".fcsv", "csv": ".csv"}
 FCSV_HEADER = (

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnunet_babloss.landmarks.spec import (
+from nnunet_babloss.core.landmarks.spec import (
     LandmarkSpec,
     LandmarkSpecError,
     has_landmarks_block,
@@ -302,3 +302,17 @@ def test_bridges_must_swap_with_their_landmarks() -> None:
                         ({"heart_tip": ["heart", "right lung"]}, "landmark 'heart_tip'")):
         problems = LandmarkSpec.from_dataset_json(_dataset_json(bridge=bridge, label_mirror_pairs=pairs)).lateral_flip_problems(labels)
         assert len(problems) == 1 and who in problems[0], problems
+
+
+def test_the_spec_reads_the_bridge_for_every_user() -> None:
+    labels = {"background": 0, "disc": 1, "bar": 2, "region": [1, 2], "ignore": 3}
+    spec = LandmarkSpec(names=("a", "b", "c", "d", "e"), bridge={"a": ["bar"], "b": ["bar"], "c": ["disc"], "e": ["disc", "bar"]})
+    # BaBLoss and pre-training: groups of label values, -1 for the unbridged landmark
+    assert spec.bridge_groups(labels) == ([(2,), (1,), (1, 2)], [0, 0, 1, -1, 2])
+    # pseudo labels: every landmark on each of its labels; DenseSeg: only landmarks on exactly one label
+    assert spec.rows_by_bridged_label(labels) == {"disc": (2, 4), "bar": (0, 1, 4)}
+    assert spec.rows_by_bridged_label(labels, sole_label_only=True) == {"disc": (2,), "bar": (0, 1)}
+    with pytest.raises(LandmarkSpecError, match="region label 'region'"):
+        LandmarkSpec(names=("a",), bridge={"a": ["region"]}).bridge_groups(labels)
+    with pytest.raises(LandmarkSpecError, match="'lung', which is not in the labels"):
+        LandmarkSpec(names=("a",), bridge={"a": ["lung"]}).rows_by_bridged_label(labels)

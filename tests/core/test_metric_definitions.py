@@ -16,9 +16,9 @@ import SimpleITK as sitk
 
 from nnunet_babloss.cli.evaluate import build_parser
 from nnunet_babloss.cli.evaluate import main as evaluate_main
-from nnunet_babloss.evaluation import evaluate_folders
-from nnunet_babloss.landmarks.io import LandmarkSet, write_landmarks
-from nnunet_babloss.metrics import (
+from nnunet_babloss.core.evaluation import evaluate_folders
+from nnunet_babloss.core.landmarks.io import LandmarkSet, write_landmarks
+from nnunet_babloss.core.metrics import (
     SDR_MISSED_DEFINITIONS,
     SDR_MISSED_RULES,
     SURFACE_METRIC_DEFINITIONS,

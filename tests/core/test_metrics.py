@@ -1,4 +1,4 @@
-"""Specification of nnunet_babloss.metrics: surface metrics against brute force, hand-derived examples, landmarks."""
+"""Specification of nnunet_babloss.core.metrics: surface metrics against brute force, hand-derived examples, landmarks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
-from nnunet_babloss.metrics import (
+from nnunet_babloss.core.metrics import (
     dice,
     hausdorff_distance_95,
     landmark_detection_summary,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnunet_babloss.provenance import (
+from nnunet_babloss.core.provenance import (
     VERSIONED_PACKAGES,
     file_sha256,
     jsonable,
@@ -65,9 +65,9 @@ def test_every_record_has_the_same_head() -> None:
 @pytest.mark.parametrize(
     ("module", "forbidden"),
     [
-        ("nnunet_babloss.provenance", ("numpy", "SimpleITK", "torch", "nnunetv2")),
+        ("nnunet_babloss.core.provenance", ("numpy", "SimpleITK", "torch", "nnunetv2")),
         ("nnunet_babloss.trainer_names", ("numpy", "torch", "nnunetv2")),
-        ("nnunet_babloss.rasterise", ("torch", "SimpleITK", "nnunetv2")),
+        ("nnunet_babloss.core.rasterise", ("torch", "SimpleITK", "nnunetv2")),
     ],
 )
 def test_small_shared_modules_stay_light(module: str, forbidden: tuple[str, ...]) -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_babloss.rasterise import fill_polygon
-from nnunet_babloss.uvmaps import polygon_mask
+from nnunet_babloss.core.rasterise import fill_polygon
+from nnunet_babloss.denseseg.uvmaps import polygon_mask
 from pseudo_labels.prompts import fill_polygon as prompts_fill_polygon
 
 

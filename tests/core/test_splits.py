@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnunet_babloss.splits import annotation_kind, stratified_splits
+from nnunet_babloss.core.splits import annotation_kind, stratified_splits
 
 
 @settings(max_examples=50, deadline=None)

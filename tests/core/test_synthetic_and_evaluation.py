@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_babloss.boundary import boundary_proximity_map
-from nnunet_babloss.evaluation import evaluate_folders
-from nnunet_babloss.landmarks.geometry import ImageGeometry
-from nnunet_babloss.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
-from nnunet_babloss.landmarks.spec import LandmarkSpec
-from nnunet_babloss.synthetic import LABELS, SyntheticDatasetConfig, generate_synthetic_dataset
+from nnunet_babloss.core.boundary import boundary_proximity_map
+from nnunet_babloss.core.evaluation import evaluate_folders
+from nnunet_babloss.core.landmarks.geometry import ImageGeometry
+from nnunet_babloss.core.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec
+from nnunet_babloss.apps.synthetic import LABELS, SyntheticDatasetConfig, generate_synthetic_dataset
 
 SMALL = SyntheticDatasetConfig(num_mask_only=2, num_landmark_only=2, num_both=2, num_test=2)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_babloss.demo import nnunet_command, nnunet_environment, run_nnunet_step, training_environment
+from nnunet_babloss.apps.demo import nnunet_command, nnunet_environment, run_nnunet_step, training_environment
 from pseudo_labels.gaze.simulator import write_simulated_gaze_csv
 
 DATASET_ID = 611

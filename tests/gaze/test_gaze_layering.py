@@ -8,9 +8,9 @@ import sys
 import pytest
 
 PURE_GAZE_MODULES = [
-    "nnunet_babloss.gaze_levels",
-    "nnunet_babloss.gaze_losses",
-    "nnunet_babloss.gaze_network",
+    "nnunet_babloss.gazesup.levels",
+    "nnunet_babloss.gazesup.losses",
+    "nnunet_babloss.gazesup.network",
     "pseudo_labels.gaze.gaze_csv",
     "pseudo_labels.gaze.heatmap",
     "pseudo_labels.gaze.crf",

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_babloss.gaze_levels import GazeLevelSpec, level_map_from_probability, level_masks
-from nnunet_babloss.gaze_losses import (
+from nnunet_babloss.gazesup.levels import GazeLevelSpec, level_map_from_probability, level_masks
+from nnunet_babloss.gazesup.losses import (
     GazeSupLoss,
     cross_level_consistency,
     gazesup_loss,

@@ -12,9 +12,9 @@ from nnunetv2.utilities.label_handling.label_handling import LabelManager
 from torch import nn
 
 import nnunet_babloss
-from nnunet_babloss.gaze_levels import GazeLevelSpec
-from nnunet_babloss.gaze_losses import GazeSupLoss, mean_of_levels_logits
-from nnunet_babloss.gaze_network import GazeLevelNetwork
+from nnunet_babloss.gazesup.levels import GazeLevelSpec
+from nnunet_babloss.gazesup.losses import GazeSupLoss, mean_of_levels_logits
+from nnunet_babloss.gazesup.network import GazeLevelNetwork
 
 
 def _network(levels: int, deep_supervision: bool) -> GazeLevelNetwork:
@@ -62,7 +62,7 @@ def test_stock_label_manager_writes_label_L_where_the_mean_of_levels_exceeds_one
 
 
 def test_trainer_is_exported_for_nnunet_and_keeps_its_settings_as_class_attributes() -> None:
-    from nnunet_babloss.nnunet.trainers import GazeSupTrainer, GazeSupTrainer_BabDemo
+    from nnunet_babloss.trainers import GazeSupTrainer, GazeSupTrainer_BabDemo
 
     assert GazeSupTrainer.consistency_weight == 3.0
     assert GazeSupTrainer_BabDemo.schedule_num_epochs == 3

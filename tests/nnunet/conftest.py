@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_babloss.demo import (
+from nnunet_babloss.apps.demo import (
     DemoResult,
     DemoSettings,
     nnunet_command,

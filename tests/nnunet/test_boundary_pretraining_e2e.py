@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nnunet_babloss.boundary import boundary_proximity_map
+from nnunet_babloss.core.boundary import boundary_proximity_map
 from nnunet_babloss.ext_trainers_path import with_ext_trainer_dir
-from nnunet_babloss.nnunet.trainers.boundary_pretrainer import BoundaryPretrainer, pretraining_landmark_spec
+from nnunet_babloss.pretraining.trainer import BoundaryPretrainer, pretraining_landmark_spec
 
 pytestmark = pytest.mark.e2e
 

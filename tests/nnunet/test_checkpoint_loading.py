@@ -30,7 +30,7 @@ from nnunet_babloss.nnunet.checkpoint_loading import (
     weights_only_loading,
 )
 from nnunet_babloss.nnunet.predictor import nnUNetLandmarkPredictor
-from nnunet_babloss.nnunet.trainers.checkpoint_selection import WeightsOnlyCheckpointLoading
+from nnunet_babloss.nnunet.checkpoint_selection import WeightsOnlyCheckpointLoading
 
 
 class _CreatesMarker:

@@ -17,7 +17,7 @@ from nnunetv2.training.logging.nnunet_logger import LocalLogger, MetaLogger
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_babloss.nnunet.checkpoint_loading import load_checkpoint_weights_only
-from nnunet_babloss.nnunet.trainers.checkpoint_selection import SelectionScoreCheckpointing
+from nnunet_babloss.nnunet.checkpoint_selection import SelectionScoreCheckpointing
 
 PSEUDO_DICE = 0.99  # nnU-Net's EMA pseudo Dice, above every selection score: it must never stand in for one
 
@@ -124,7 +124,7 @@ def test_checkpoints_written_before_the_fix_resume_from_the_logged_scores(tmp_pa
 _SCRIPTED_TRAINER_MODULE = '''
 import os
 
-from nnunet_babloss.nnunet.trainers.variants import BaBLossTrainer_BabDemo
+from nnunet_babloss.trainers import BaBLossTrainer_BabDemo
 
 SCORES = (0.5, 0.9, 0.7, 0.8, 0.95)
 
@@ -153,7 +153,7 @@ def test_nnunetv2_train_resumed_with_c_keeps_selecting_on_the_score(demo_run, tm
     import re
     import subprocess
 
-    from nnunet_babloss.demo import nnunet_command, nnunet_environment, training_environment
+    from nnunet_babloss.apps.demo import nnunet_command, nnunet_environment, training_environment
 
     result, _ = demo_run
     work_dir = result.dataset_folder.parents[1]

@@ -19,9 +19,9 @@ from PIL import Image
 
 from nnunet_babloss.cli import demo as demo_cli
 from nnunet_babloss.cli import predict as predict_cli
-from nnunet_babloss.demo import BASELINES, DemoResult, DemoSettings, format_report, nnunet_command, nnunet_environment
-from nnunet_babloss.landmarks.io import read_landmarks
-from nnunet_babloss.landmarks.spec import LandmarkSpec
+from nnunet_babloss.apps.demo import BASELINES, DemoResult, DemoSettings, format_report, nnunet_command, nnunet_environment
+from nnunet_babloss.core.landmarks.io import read_landmarks
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec
 
 TRAINER_FOLDER = "BaBLossTrainer_BabDemo__nnUNetPlans__2d"
 TEST_CASES = [f"synth_test_{index:03d}" for index in range(4)]
@@ -127,7 +127,7 @@ def test_the_demo_finds_its_landmarks_and_beats_the_mean_shape(demo_run) -> None
 
     The seeded run (dataset seed 0, schedule seed 0, single-threaded augmentation) found all 24 with MRE 0.95 mm and
     every heatmap peak >= 0.84, far from the 0.3 threshold; with other schedule seeds the lowest of 96 peaks on 16
-    test cases was 0.74-0.80 (variants.py), so the bound is not a coin flip.
+    test cases was 0.74-0.80 (nnunet_babloss/trainers.py), so the bound is not a coin flip.
     """
     result, _ = demo_run
     landmarks = result.summary["landmarks"]

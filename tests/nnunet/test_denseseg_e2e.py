@@ -14,10 +14,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_babloss.demo import nnunet_command, nnunet_environment
-from nnunet_babloss.evaluation import evaluate_folders
-from nnunet_babloss.landmarks.io import read_landmarks
-from nnunet_babloss.landmarks.spec import LandmarkSpec
+from nnunet_babloss.apps.demo import nnunet_command, nnunet_environment
+from nnunet_babloss.core.evaluation import evaluate_folders
+from nnunet_babloss.core.landmarks.io import read_landmarks
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec
 
 pytestmark = pytest.mark.e2e
 

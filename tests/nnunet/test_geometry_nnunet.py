@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_babloss.landmarks.geometry import (
+from nnunet_babloss.core.landmarks.geometry import (
     ImageGeometry,
     PreprocessingMap,
     preprocessed_index_to_world,

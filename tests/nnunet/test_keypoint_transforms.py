@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_babloss.heatmaps import decode_heatmaps, render_gaussian_heatmaps
+from nnunet_babloss.core.heatmaps import decode_heatmaps, render_gaussian_heatmaps
 from nnunet_babloss.nnunet.keypoint_transforms import (
     KEYPOINTS_FIRST_AXIS_KEY,
     KeypointConvert2DTo3DTransform,

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from nnunet_babloss.landmarks.geometry import ImageGeometry
-from nnunet_babloss.nnunet.trainers.mirroring import (
+from nnunet_babloss.core.landmarks.geometry import ImageGeometry
+from nnunet_babloss.nnunet.mirroring import (
     LateralMirroringGuard,
     common_lateral_patch_axis,
     read_case_geometries,

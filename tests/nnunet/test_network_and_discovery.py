@@ -10,7 +10,7 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 
 from nnunet_babloss.ext_trainers_path import EXT_TRAINER_DIR
-from nnunet_babloss.network import SegmentationHeatmapNetwork, SegmentationHeatmapOutput
+from nnunet_babloss.core.network import SegmentationHeatmapNetwork, SegmentationHeatmapOutput
 
 
 def _unet(deep_supervision: bool) -> PlainConvUNet:
@@ -65,7 +65,7 @@ def test_stock_trainer_lookup_finds_our_trainer_through_the_shim() -> None:
     )
     assert completed.returncode == 0, completed.stderr
     # The class comes from the installed package, not from a top-level copy of the shim module.
-    assert completed.stdout.strip().splitlines()[-1] == "nnunet_babloss.nnunet.trainers.variants"
+    assert completed.stdout.strip().splitlines()[-1] == "nnunet_babloss.trainers"
 
 
 def test_trainer_dir_command_prints_the_shim_folder() -> None:

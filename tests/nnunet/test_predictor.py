@@ -29,10 +29,10 @@ from nnunetv2.utilities.label_handling.label_handling import LabelManager
 from nnunet_babloss.cli.predict import DEFAULT_LANDMARK_THRESHOLD as CLI_DEFAULT_THRESHOLD
 from nnunet_babloss.cli.predict import build_parser
 from nnunet_babloss.ext_trainers_path import EXT_TRAINER_DIR
-from nnunet_babloss.heatmaps import render_gaussian_heatmaps
-from nnunet_babloss.landmarks.io import read_landmarks
-from nnunet_babloss.landmarks.spec import LandmarkSpec
-from nnunet_babloss.network import SegmentationHeatmapNetwork
+from nnunet_babloss.core.heatmaps import render_gaussian_heatmaps
+from nnunet_babloss.core.landmarks.io import read_landmarks
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec
+from nnunet_babloss.core.network import SegmentationHeatmapNetwork
 from nnunet_babloss.nnunet.predictor import (
     DEFAULT_LANDMARK_THRESHOLD,
     decode_preprocessed_heatmaps,

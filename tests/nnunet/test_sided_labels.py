@@ -19,16 +19,16 @@ import torch
 from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-from nnunet_babloss.boundary import boundary_proximity_map, boundary_voxels
-from nnunet_babloss.heatmaps import render_gaussian_heatmaps
-from nnunet_babloss.landmarks.spec import LandmarkSpec
-from nnunet_babloss.losses import Similarity, group_organ_masks, heatmap_boundary_similarity
-from nnunet_babloss.network import SegmentationHeatmapNetwork
+from nnunet_babloss.core.boundary import boundary_proximity_map, boundary_voxels
+from nnunet_babloss.core.heatmaps import render_gaussian_heatmaps
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec
+from nnunet_babloss.babloss.losses import Similarity, heatmap_boundary_similarity
+from nnunet_babloss.core.losses import group_organ_masks
+from nnunet_babloss.core.network import SegmentationHeatmapNetwork
 from nnunet_babloss.nnunet.keypoint_transforms import make_keypoint_aware
 from nnunet_babloss.nnunet.predictor import label_channel_permutation, nnUNetLandmarkPredictor
-from nnunet_babloss.nnunet.trainers import BaBLossTrainer, HeatmapTrainer
-from nnunet_babloss.nnunet.trainers.babloss_trainer import bridge_groups
-from nnunet_babloss.nnunet.trainers.heatmap_trainer import PLANS_SIDE_SWAPPING_TTA_KEY
+from nnunet_babloss.trainers import BaBLossTrainer, HeatmapTrainer
+from nnunet_babloss.nnunet.plans import PLANS_SIDE_SWAPPING_TTA_KEY
 
 LABELS = {"background": 0, "right_lung": 1, "left_lung": 2, "heart": 3}
 HEIGHT, WIDTH = 32, 48
@@ -74,7 +74,7 @@ def _flip(spec: LandmarkSpec, sample: dict, label_value_pairs) -> dict:
 def _bridge_consistency(spec: LandmarkSpec, sample: dict) -> tuple[list[bool], torch.Tensor]:
     """Per landmark: on a boundary voxel of its bridged labels? And BaBLoss's expected proximity of a perfect heatmap
     (a Gaussian at the landmark itself), the heatmap-direction similarity the trainer optimises."""
-    groups, landmark_groups = bridge_groups(spec, LABELS)
+    groups, landmark_groups = spec.bridge_groups(LABELS)
     masks = group_organ_masks(sample["segmentation"][None].long(), groups)  # (1, G, H, W)
     boundaries = boundary_voxels(masks)[0]
     on_boundary = [

@@ -13,12 +13,12 @@ import pytest
 import torch
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-from nnunet_babloss.heatmaps import through_plane_factors
-from nnunet_babloss.landmarks.spec import LandmarkSpec
-from nnunet_babloss.network import SegmentationHeatmapOutput
+from nnunet_babloss.core.heatmaps import through_plane_factors
+from nnunet_babloss.core.landmarks.spec import LandmarkSpec
+from nnunet_babloss.core.network import SegmentationHeatmapOutput
 from nnunet_babloss.nnunet.keypoint_transforms import KEYPOINT_SLICE_OFFSETS_KEY, KeypointMirrorTransform
 from nnunet_babloss.nnunet.landmark_loader import LandmarkDataLoader
-from nnunet_babloss.nnunet.trainers import BaBLossTrainer, HeatmapTrainer
+from nnunet_babloss.trainers import BaBLossTrainer, HeatmapTrainer
 
 SLICES, ROWS, COLUMNS = 8, 12, 12
 SPACING_XYZ = (1.0, 1.0, 2.5)

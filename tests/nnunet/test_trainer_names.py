@@ -34,7 +34,7 @@ def test_every_trainer_of_the_package_is_listed_once() -> None:
 
 
 def test_trainer_package_and_shim_export_exactly_the_list() -> None:
-    from nnunet_babloss.nnunet import trainers
+    from nnunet_babloss import trainers
 
     assert set(trainers.__all__) - {"ScheduleSettings"} == set(TRAINER_NAMES)
     spec = importlib.util.spec_from_file_location("babloss_trainers_list_probe", EXT_TRAINER_DIR / "babloss_trainers.py")

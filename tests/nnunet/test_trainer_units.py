@@ -9,11 +9,11 @@ import json
 import pytest
 import torch
 
-from nnunet_babloss.boundary import boundary_proximity_map
-from nnunet_babloss.losses import SegmentationGate
-from nnunet_babloss.nnunet.trainers import BaBLossTrainer, HeatmapTrainer
-from nnunet_babloss.nnunet.trainers.heatmap_trainer import landmark_spec_from_plans
-from nnunet_babloss.nnunet.trainers.mirroring import nnUNetTrainerNoLateralMirroring
+from nnunet_babloss.core.boundary import boundary_proximity_map
+from nnunet_babloss.babloss.losses import SegmentationGate
+from nnunet_babloss.trainers import BaBLossTrainer, HeatmapTrainer
+from nnunet_babloss.nnunet.plans import landmark_spec_from_plans
+from nnunet_babloss.nnunet.mirroring import nnUNetTrainerNoLateralMirroring
 
 pytestmark = pytest.mark.e2e
 
@@ -88,7 +88,7 @@ def test_mask_less_batch_trains_and_gradients_reach_the_intended_heads(nnunet_pa
     assert head_grad > 0 and seg_grad == 0
     # Segmentation direction only (landmark cases): the reverse. Every sample gets a landmark in the patch centre;
     # the soft-boundary gate has a gradient even before any organ is predicted (the paper's probability gate has
-    # none until the hard mask exists, see tests/core/test_losses.py).
+    # none until the hard mask exists, see tests/babloss/test_losses.py).
     has_landmarks[:] = True
     keypoints[:] = torch.tensor(data.shape[2:], dtype=keypoints.dtype) / 2
     seg_grad, head_grad = gradients(
@@ -145,7 +145,7 @@ def test_landmark_augmentation_is_bounded_and_overridable(nnunet_paths) -> None:
     """Default rotation +-10 deg and scaling 0.9-1.1 reach the SpatialTransform; ``None`` restores nnU-Net's."""
     from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 
-    from nnunet_babloss.nnunet.trainers.heatmap_trainer import _walk_transforms
+    from nnunet_babloss.nnunet.heatmap_trainer import _walk_transforms
 
     for rotation_deg, scaling, expected_rotation, expected_scaling in (
         (10.0, (0.9, 1.1), math.radians(10), (0.9, 1.1)),

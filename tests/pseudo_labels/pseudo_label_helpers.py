@@ -10,7 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from dataset_conversion.landmark_sources import jsrt_pixel_centres
-from nnunet_babloss.landmarks.io import LandmarkSet, write_landmarks
+from nnunet_babloss.core.landmarks.io import LandmarkSet, write_landmarks
 
 JSRT_SPACING_MM = 1.4
 # SCR contour groups -> (label name, label value, bit in labels_bits/<ID>.png).

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 from pseudo_label_helpers import JSRT_ORGANS, jsrt_mask
 
-from nnunet_babloss.metrics import dice
+from nnunet_babloss.core.metrics import dice
 from pseudo_labels.pipeline import PseudoLabelOptions, generate_pseudo_labels, parse_strategy_spec
 
 pytest.importorskip(

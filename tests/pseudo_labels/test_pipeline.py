@@ -230,7 +230,7 @@ def test_cli_contour_labels_match_the_real_masks(make_jsrt_dataset: Callable[...
     out = dataset.parent / "labels_contour"
     arguments = ["-i", str(dataset), "--labels-out", str(out), "--backend", "none", "--no-progress"]
     assert main([*arguments, "--default-strategy", "contour"]) == 0
-    from nnunet_babloss.metrics import dice
+    from nnunet_babloss.core.metrics import dice
 
     for case in ("JPCLN003", "JPCNN002"):
         labels = read_labels(out / f"{case}.nii.gz")
@@ -271,7 +271,7 @@ def test_strategy_specs() -> None:
 
 
 def test_organs_come_from_the_bridge_in_label_order() -> None:
-    from nnunet_babloss.landmarks.spec import LandmarkSpec
+    from nnunet_babloss.core.landmarks.spec import LandmarkSpec
 
     spec = LandmarkSpec(names=("a", "b", "c"), bridge={"c": ("liver",), "a": ("spleen",), "b": ("liver",)})
     assert organ_landmark_names(spec, {"background": 0, "spleen": 2, "liver": 1, "ignore": 3}) == {

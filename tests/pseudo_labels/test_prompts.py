@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnunet_babloss.metrics import dice
+from nnunet_babloss.core.metrics import dice
 from pseudo_labels.prompts import (
     Prompt,
     PromptSettings,

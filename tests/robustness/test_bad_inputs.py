@@ -1136,7 +1136,7 @@ TRAIN_CASES: dict[str, tuple[Callable[[dict], None], list[str]]] = {
 
 @pytest.mark.parametrize("name", list(TRAIN_CASES))
 def test_bad_landmark_block_fails_before_training(name: str, base: Path, tmp_path: Path) -> None:
-    from nnunet_babloss.landmarks.spec import LandmarkSpec
+    from nnunet_babloss.core.landmarks.spec import LandmarkSpec
 
     change, names = TRAIN_CASES[name]
     path = tmp_path / "dataset.json"
@@ -1173,7 +1173,7 @@ def test_a_real_process_exits_cleanly(case_id: str, workspace: Path) -> None:
 # The tool runs with one step slowed down (so that it is surely mid-run when the signal comes).
 _SLOW = {
     "pseudo_labels": ("pseudo_labels.pipeline", "segment_organ"),
-    "evaluate": ("nnunet_babloss.evaluation", "_evaluate_landmarks"),
+    "evaluate": ("nnunet_babloss.core.evaluation", "_evaluate_landmarks"),
     "convert": ("dataset_conversion.convert", "_convert_case"),
     "gaze": ("pseudo_labels.gaze.pipeline", "_image_like"),
 }
