@@ -28,7 +28,7 @@ def test_smoke_run_scores_the_model_against_each_annotator(shared_data, tmp_path
     assert validation["model_vs_mean"]["px"]["n"] == 19 * 2  # every landmark of both validation cases is scored
     assert validation["inter_annotator"]["px"]["mre"] > 0
     markdown = (results / "hamedan_study_bce.md").read_text()
-    assert "heatmap_loss_kind bce" in markdown and report["heatmap_settings"]["heatmap_min_sigma_vox"] == 5.0
+    assert "heatmap_loss_kind bce" in markdown and report["heatmap_settings"]["heatmap_min_sigma_vox"] == 4.0
     # The mean training shape of the 6 training cases, scored like the model (pixels and nominal mm).
     assert set(report["baselines"]) == {"mean_shape", "mean_shape_aligned"}
     for baseline in report["baselines"].values():

@@ -59,7 +59,7 @@ def test_generated_trainers_carry_schedule_seed_and_heatmap_settings(tmp_path) -
     defaults = argparse.Namespace(heatmap_loss=None, sigma_vox=None, augmentation="landmark")
     assert study_common.heatmap_attributes(defaults) == {}
     effective = study_common.effective_heatmap_settings({})
-    assert effective["heatmap_loss_kind"] == "bce" and effective["heatmap_min_sigma_vox"] == 5.0
+    assert effective["heatmap_loss_kind"] == "bce" and effective["heatmap_min_sigma_vox"] == 4.0
     assert effective["landmark_rotation_deg"] == 10.0 and effective["landmark_scaling"] == [0.9, 1.1]
     with pytest.raises(ValueError, match="heatmap_loss"):
         study_common.write_study_trainers(tmp_path, schedule, [0], ["HeatmapTrainer"], {"heatmap_loss_kind": "l2"})
