@@ -57,10 +57,13 @@ def test_pure_module_does_not_import_nnunet(module: str) -> None:
 def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     """Run ``lint-imports`` on the packages under ``root`` with the contracts of ``root/pyproject.toml``."""
     pytest.importorskip("importlinter", reason="import-linter is part of the test extra: pip install -e '.[test]'")
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    # import-linter prints box-drawing characters: read them as UTF-8 whatever the machine's locale (CI's is ASCII)
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+                       PYTHONIOENCODING="utf-8", PYTHONUTF8="1")
     code = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
     return subprocess.run(
-        [sys.executable, "-c", code, "--no-cache"], cwd=root, env=environment, capture_output=True, text=True
+        [sys.executable, "-c", code, "--no-cache"], cwd=root, env=environment, capture_output=True, encoding="utf-8",
+        errors="replace",
     )
 
 
