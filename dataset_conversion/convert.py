@@ -571,6 +571,166 @@ def _ignore_value(encoding: LabelEncoding | None) -> int:
     return 1 if encoding is None else encoding.ignore_value
 
 
+def _plan_and_read_landmarks(
+    inputs: ConversionInputs, settings: ConversionSettings, report: ValidationReport
+) -> tuple[list[_CasePlan], tuple[str, ...]]:
+    """Match the input files to cases and read the landmark files; returns the case plans and the landmark names."""
+    plans = _plan_cases(inputs, settings, report)
+    _load_landmarks(plans, inputs, report)
+    # Multi-case landmark files report on every case they hold; keep warnings about the cases converted.
+    converted = {plan.case_id for plan in plans}
+    report.issues[:] = [
+        issue for issue in report.issues if issue.severity == "error" or issue.case is None or issue.case in converted
+    ]
+    names = _landmark_names(plans, settings.landmarks, report) if inputs.landmarks is not None else ()
+    has_natural_images = any(is_natural_image(plan.images[0]) for plan in plans)
+    if settings.pixel_spacing_mm is not None and plans and not has_natural_images:
+        report.error(
+            "", "a pixel spacing was stated, but there are no PNG/JPEG/TIFF/BMP images (other formats carry their "
+            "own spacing)"
+        )
+    return plans, names
+
+
+def _channel_names(inputs: ConversionInputs, settings: ConversionSettings) -> dict[str, str]:
+    """``dataset.json["channel_names"]``: the given names, else ``image`` (one folder) or ``channel<i>``."""
+    names = settings.channel_names or (
+        ("image",) if len(inputs.image_folders) == 1
+        else tuple(f"channel{index}" for index in range(len(inputs.image_folders)))
+    )
+    return {str(index): name for index, name in enumerate(names)}
+
+
+def _add_landmark_block(
+    dataset_json: dict[str, Any],
+    names: tuple[str, ...],
+    inputs: ConversionInputs,
+    settings: ConversionSettings,
+    report: ValidationReport,
+) -> LandmarkSpec | None:
+    """In place: the ``landmarks`` block (when there are landmark names); returns its spec, ``None`` on errors."""
+    if not names:
+        if inputs.landmarks is not None and not report.has_errors:
+            report.error("", "no landmarks were found in any landmark file")
+        return None
+    bridge = expand_bridge(settings.landmarks.bridge, names, report)
+    dataset_json["landmarks"] = {
+        "names": list(names),
+        "mirror_pairs": [list(pair) for pair in settings.landmarks.mirror_pairs],
+        "bridge": bridge,
+        "label_mirror_pairs": [list(pair) for pair in settings.landmarks.label_mirror_pairs],
+        "sigma_mm": settings.landmarks.sigma_mm,
+        "boundary_range_mm": settings.landmarks.boundary_range_mm,
+    }
+    try:
+        return LandmarkSpec.from_dataset_json(dataset_json)
+    except LandmarkSpecError as error:
+        report.error("dataset.json", str(error).removeprefix("dataset.json: "))
+        return None
+
+
+def _base_dataset_json(
+    inputs: ConversionInputs,
+    settings: ConversionSettings,
+    encoding: LabelEncoding | None,
+    plans: list[_CasePlan],
+    names: tuple[str, ...],
+    report: ValidationReport,
+) -> tuple[dict[str, Any], LandmarkSpec | None]:
+    """``dataset.json`` before the cases are converted, and the landmark spec (``None`` without landmarks).
+
+    Raises:
+        ValueError: ``extra_dataset_json`` repeats a key the converter writes.
+    """
+    training = [plan for plan in plans if not plan.test]
+    with_ignore = any(not plan.use_mask for plan in training)
+    dataset_json: dict[str, Any] = {
+        "name": settings.dataset_name,
+        "description": settings.description,
+        "channel_names": _channel_names(inputs, settings),
+        "labels": _labels_block(encoding, with_ignore),
+        "numTraining": len(training),
+        "file_ending": settings.file_ending,
+    }
+    if encoding is not None and encoding.regions_class_order() is not None:
+        dataset_json["regions_class_order"] = encoding.regions_class_order()
+    if encoding is not None:
+        dataset_json["label_encoding"] = {
+            "overlap": encoding.overlap,
+            "priority": list(encoding.priority or encoding.structures) if encoding.overlap == "priority" else None,
+        }
+    spec = _add_landmark_block(dataset_json, names, inputs, settings, report)
+    if settings.pixel_spacing_mm is not None:
+        dataset_json["pixel_spacing"] = {
+            "spacing_mm": list(settings.pixel_spacing_mm),
+            "applies_to": "PNG/JPEG/TIFF/BMP input images",
+            "source": settings.pixel_spacing_note or "stated by the user",
+        }
+    for key, value in settings.extra_dataset_json.items():
+        if key in dataset_json:
+            raise ValueError(f"extra_dataset_json: key {key!r} is written by the converter itself")
+        dataset_json[key] = value
+    return dataset_json, spec
+
+
+@dataclass
+class _ConvertedCases:
+    """What the converted cases add up to: training case -> annotation kind, test cases, withheld references."""
+
+    annotations: dict[str, str] = field(default_factory=dict)
+    tests: list[str] = field(default_factory=list)
+    has_references: bool = False
+
+
+def _convert_all_cases(
+    plans: list[_CasePlan],
+    inputs: ConversionInputs,
+    settings: ConversionSettings,
+    encoding: LabelEncoding | None,
+    names: tuple[str, ...],
+    folder: Path | None,
+    target: Path,
+    report: ValidationReport,
+) -> _ConvertedCases:
+    """Convert (or, with ``folder=None``, only check) every case; errors go to ``report``."""
+    converted = _ConvertedCases()
+    if folder is not None:
+        for sub in ("imagesTr", "labelsTr"):
+            (folder / sub).mkdir()
+    progress = tqdm(plans, desc=f"{'checking' if settings.dry_run else 'converting'} {target.name}",
+                    unit="case", disable=not settings.progress)
+    for plan in progress:
+        written = _convert_case(plan, inputs, settings, encoding, names, folder, report)
+        if written is None:
+            continue
+        if plan.test:
+            converted.tests.append(plan.case_id)
+        else:
+            converted.annotations[plan.case_id] = written
+        converted.has_references = converted.has_references or _has_reference(plan)
+    return converted
+
+
+def _complete_dataset_json(dataset_json: dict[str, Any], converted: _ConvertedCases) -> None:
+    """In place: annotations, the reference folder and the test cases."""
+    dataset_json["annotations"] = dict(sorted(converted.annotations.items()))
+    if converted.has_references:
+        dataset_json["reference_folder"] = REFERENCE_FOLDER
+    if converted.tests:
+        dataset_json["test_cases"] = sorted(converted.tests)
+
+
+def _splits(
+    annotations: Mapping[str, str], settings: ConversionSettings, report: ValidationReport
+) -> list[dict[str, list[str]]] | None:
+    """Stratified folds, or ``None`` (with a warning) when there are fewer training cases than folds."""
+    if len(annotations) >= settings.num_folds:
+        return stratified_splits(annotations, num_folds=settings.num_folds, seed=settings.seed)
+    report.warning("", f"splits_final.json not written: {len(annotations)} training case(s) are fewer than "
+                   f"{settings.num_folds} folds (nnU-Net will make its own split)")
+    return None
+
+
 def convert_dataset(
     inputs: ConversionInputs,
     settings: ConversionSettings,
@@ -600,111 +760,21 @@ def convert_dataset(
     )
     _check_output_outside_inputs(target, inputs, report)
     encoding = _encoding(inputs, settings)
-    plans = _plan_cases(inputs, settings, report)
-    _load_landmarks(plans, inputs, report)
-    # Multi-case landmark files report on every case they hold; keep warnings about the cases converted.
-    converted = {plan.case_id for plan in plans}
-    report.issues[:] = [
-        issue for issue in report.issues if issue.severity == "error" or issue.case is None or issue.case in converted
-    ]
-    names = _landmark_names(plans, settings.landmarks, report) if inputs.landmarks is not None else ()
-    has_natural_images = any(is_natural_image(plan.images[0]) for plan in plans)
-    if settings.pixel_spacing_mm is not None and plans and not has_natural_images:
-        report.error(
-            "", "a pixel spacing was stated, but there are no PNG/JPEG/TIFF/BMP images (other formats carry their "
-            "own spacing)"
-        )
-
-    training = [plan for plan in plans if not plan.test]
-    with_ignore = any(not plan.use_mask for plan in training)
-    labels = _labels_block(encoding, with_ignore)
-    dataset_json: dict[str, Any] = {
-        "name": settings.dataset_name,
-        "description": settings.description,
-        "channel_names": {
-            str(index): name
-            for index, name in enumerate(
-                settings.channel_names
-                or (("image",) if len(inputs.image_folders) == 1 else tuple(
-                    f"channel{index}" for index in range(len(inputs.image_folders))))
-            )
-        },
-        "labels": labels,
-        "numTraining": len(training),
-        "file_ending": settings.file_ending,
-    }
-    if encoding is not None and encoding.regions_class_order() is not None:
-        dataset_json["regions_class_order"] = encoding.regions_class_order()
-    if encoding is not None:
-        dataset_json["label_encoding"] = {
-            "overlap": encoding.overlap,
-            "priority": list(encoding.priority or encoding.structures) if encoding.overlap == "priority" else None,
-        }
-    spec: LandmarkSpec | None = None
-    if names:
-        bridge = expand_bridge(settings.landmarks.bridge, names, report)
-        dataset_json["landmarks"] = {
-            "names": list(names),
-            "mirror_pairs": [list(pair) for pair in settings.landmarks.mirror_pairs],
-            "bridge": bridge,
-            "label_mirror_pairs": [list(pair) for pair in settings.landmarks.label_mirror_pairs],
-            "sigma_mm": settings.landmarks.sigma_mm,
-            "boundary_range_mm": settings.landmarks.boundary_range_mm,
-        }
-        try:
-            spec = LandmarkSpec.from_dataset_json(dataset_json)
-        except LandmarkSpecError as error:
-            report.error("dataset.json", str(error).removeprefix("dataset.json: "))
-    elif inputs.landmarks is not None and not report.has_errors:
-        report.error("", "no landmarks were found in any landmark file")
-    if settings.pixel_spacing_mm is not None:
-        dataset_json["pixel_spacing"] = {
-            "spacing_mm": list(settings.pixel_spacing_mm),
-            "applies_to": "PNG/JPEG/TIFF/BMP input images",
-            "source": settings.pixel_spacing_note or "stated by the user",
-        }
-    for key, value in settings.extra_dataset_json.items():
-        if key in dataset_json:
-            raise ValueError(f"extra_dataset_json: key {key!r} is written by the converter itself")
-        dataset_json[key] = value
-
+    plans, names = _plan_and_read_landmarks(inputs, settings, report)
+    dataset_json, spec = _base_dataset_json(inputs, settings, encoding, plans, names, report)
     if report.has_errors:
         # Argument-level and file-matching errors: stop before reading every image.
         report.raise_if_errors()
 
-    annotations: dict[str, str] = {}
-    tests: list[str] = []
-    has_references = False
     writer = None if settings.dry_run else AtomicDatasetFolder(target, overwrite=settings.overwrite)
     with writer if writer is not None else contextlib.nullcontext(None) as folder:
-        if folder is not None:
-            for sub in ("imagesTr", "labelsTr"):
-                (folder / sub).mkdir()
-        progress = tqdm(plans, desc=f"{'checking' if settings.dry_run else 'converting'} {target.name}",
-                        unit="case", disable=not settings.progress)
-        for plan in progress:
-            written = _convert_case(plan, inputs, settings, encoding, names, folder, report)
-            if written is None:
-                continue
-            if plan.test:
-                tests.append(plan.case_id)
-            else:
-                annotations[plan.case_id] = written
-            has_references = has_references or _has_reference(plan)
+        converted = _convert_all_cases(plans, inputs, settings, encoding, names, folder, target, report)
         report.raise_if_errors()
+        annotations = converted.annotations
         if spec is not None and annotations and all(kind == "mask_only" for kind in annotations.values()):
             report.warning("", "no training case has landmarks (all were withheld or absent)")
-        dataset_json["annotations"] = dict(sorted(annotations.items()))
-        if has_references:
-            dataset_json["reference_folder"] = REFERENCE_FOLDER
-        if tests:
-            dataset_json["test_cases"] = sorted(tests)
-        splits = None
-        if len(annotations) >= settings.num_folds:
-            splits = stratified_splits(annotations, num_folds=settings.num_folds, seed=settings.seed)
-        else:
-            report.warning("", f"splits_final.json not written: {len(annotations)} training case(s) are fewer than "
-                           f"{settings.num_folds} folds (nnU-Net will make its own split)")
+        _complete_dataset_json(dataset_json, converted)
+        splits = _splits(annotations, settings, report)
         if writer is not None and folder is not None:
             provenance = provenance_record(
                 settings.tool,
@@ -713,7 +783,7 @@ def convert_dataset(
                 report,
                 pixel_spacing=dataset_json.get("pixel_spacing"),
                 label_encoding=dataset_json.get("label_encoding"),
-                counts={"training": len(annotations), "test": len(tests),
+                counts={"training": len(annotations), "test": len(converted.tests),
                         "by_kind": {kind: list(annotations.values()).count(kind) for kind in ANNOTATION_KINDS}},
             )
             RawDatasetWriter(folder, settings.file_ending).write_metadata(
@@ -725,7 +795,7 @@ def convert_dataset(
         written=not settings.dry_run,
         report=report,
         annotations=dict(sorted(annotations.items())),
-        test_cases=tuple(sorted(tests)),
+        test_cases=tuple(sorted(converted.tests)),
         dataset_json=dataset_json,
         seconds=time.perf_counter() - started,
     )

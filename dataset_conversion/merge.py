@@ -311,36 +311,50 @@ def _alias(name: str, aliases: Mapping[str, str]) -> str:
 
 
 def _plan_labels(sources: list[_Source], settings: MergeSettings, report: ValidationReport) -> _LabelPlan | None:
-    aliases = settings.label_aliases
+    """One label set for the merge and a value lookup per source; ``None`` (with errors in ``report``) when the
+    labels cannot be merged."""
     if any(source.has_regions for source in sources):
-        renamed = [
-            {_alias(name, aliases): value for name, value in source.dataset_json["labels"].items()}
-            for source in sources
-        ]
-        orders = [source.dataset_json.get("regions_class_order") for source in sources]
-        for source, labels, order in zip(sources[1:], renamed[1:], orders[1:]):
-            if labels != renamed[0] or order != orders[0]:
-                report.error(
-                    source.json_path,
-                    f"region-based labels can only be merged when every dataset has the same labels and "
-                    f"regions_class_order; {source.json_path} has {labels} / {order}, {sources[0].json_path} has "
-                    f"{renamed[0]} / {orders[0]}",
-                )
-                return None
-        all_values = [
-            int(value)
-            for name, entry in renamed[0].items()
-            if name != IGNORE_LABEL_NAME
-            for value in (entry if isinstance(entry, list) else [entry])
-        ]
-        ignore_value = max(all_values) + 1
-        labels = {name: value for name, value in renamed[0].items() if name != IGNORE_LABEL_NAME}
-        lookups = {}
-        for source in sources:
-            lookup = np.arange(ignore_value + 1, dtype=np.int64)
-            lookups[source.name] = lookup
-        return _LabelPlan(labels, ignore_value, lookups, orders[0], {})
+        return _plan_region_labels(sources, settings.label_aliases, report)
+    return _plan_named_labels(sources, settings, report)
 
+
+def _plan_region_labels(
+    sources: list[_Source], aliases: Mapping[str, str], report: ValidationReport
+) -> _LabelPlan | None:
+    """Region-based datasets: every dataset must have the same labels and ``regions_class_order``; values stay."""
+    renamed = [
+        {_alias(name, aliases): value for name, value in source.dataset_json["labels"].items()}
+        for source in sources
+    ]
+    orders = [source.dataset_json.get("regions_class_order") for source in sources]
+    for source, labels, order in zip(sources[1:], renamed[1:], orders[1:]):
+        if labels != renamed[0] or order != orders[0]:
+            report.error(
+                source.json_path,
+                f"region-based labels can only be merged when every dataset has the same labels and "
+                f"regions_class_order; {source.json_path} has {labels} / {order}, {sources[0].json_path} has "
+                f"{renamed[0]} / {orders[0]}",
+            )
+            return None
+    all_values = [
+        int(value)
+        for name, entry in renamed[0].items()
+        if name != IGNORE_LABEL_NAME
+        for value in (entry if isinstance(entry, list) else [entry])
+    ]
+    ignore_value = max(all_values) + 1
+    labels = {name: value for name, value in renamed[0].items() if name != IGNORE_LABEL_NAME}
+    lookups = {}
+    for source in sources:
+        lookup = np.arange(ignore_value + 1, dtype=np.int64)
+        lookups[source.name] = lookup
+    return _LabelPlan(labels, ignore_value, lookups, orders[0], {})
+
+
+def _aliased_labels(
+    sources: list[_Source], aliases: Mapping[str, str], report: ValidationReport
+) -> tuple[list[str], dict[str, dict[str, int]]]:
+    """The union of the (aliased) foreground label names in first-seen order, and per source name -> its value."""
     union: list[str] = []
     per_source: dict[str, dict[str, int]] = {}
     for source in sources:
@@ -364,6 +378,13 @@ def _plan_labels(sources: list[_Source], settings: MergeSettings, report: Valida
     )
     if unknown_aliases:
         report.error("", f"label alias(es) for {unknown_aliases}, which no dataset has")
+    return union, per_source
+
+
+def _plan_named_labels(sources: list[_Source], settings: MergeSettings, report: ValidationReport) -> _LabelPlan:
+    """Labels matched by (aliased) name and renumbered 1.. in first-seen order, ``ignore`` last; a source lacking a
+    label gets ``missing_labels``'s treatment of its background."""
+    union, per_source = _aliased_labels(sources, settings.label_aliases, report)
     new_value = {name: index for index, name in enumerate(union, start=1)}
     ignore_value = len(union) + 1
     labels: dict[str, Any] = {"background": 0, **new_value}
@@ -503,6 +524,216 @@ def _reorder_landmarks(path: Path, source: _Source, names: Sequence[str], report
     return landmarks.reorder(names)
 
 
+def _check_settings(inputs: Sequence[Any], settings: MergeSettings) -> None:
+    """Reject too few inputs and settings outside their rules (``ValueError``)."""
+    if len(inputs) < 2:
+        raise ValueError(f"merging needs at least two datasets, got {len(inputs)}")
+    if settings.missing_labels not in _MISSING_LABEL_POLICIES:
+        raise ValueError(
+            f"missing_labels must be one of {list(_MISSING_LABEL_POLICIES)}, got {settings.missing_labels!r}"
+        )
+    if settings.file_ending is not None and settings.file_ending not in OUTPUT_FILE_ENDINGS:
+        raise ValueError(f"file_ending must be one of {list(OUTPUT_FILE_ENDINGS)}, got {settings.file_ending!r}")
+    if settings.num_folds < 2:
+        raise ValueError(f"num_folds must be >= 2, got {settings.num_folds}")
+
+
+def _load_sources(
+    inputs: Sequence[str | int | os.PathLike[str]], settings: MergeSettings, report: ValidationReport
+) -> tuple[list[_Source], Path]:
+    """Resolve and read the input datasets and check the output folder; returns the sources and the output folder.
+
+    Raises:
+        ValueError: a dataset is given twice.
+        DatasetValidationError: an input cannot be read, or the output folder cannot be written.
+    """
+    raw_folder = nnunet_raw_folder(settings.raw_folder)
+    folders = [resolve_dataset_folder(identifier, raw_folder) for identifier in inputs]
+    duplicated = sorted({str(folder) for folder in folders if folders.count(folder) > 1})
+    if duplicated:
+        raise ValueError(f"a dataset is given twice: {duplicated}")
+    target = check_output_folder(
+        raw_folder, settings.dataset_id, settings.dataset_name, overwrite=settings.overwrite, report=report
+    )
+    if any(folder.resolve() == target.resolve() for folder in folders):
+        report.error(target, "the output dataset is also an input")
+    sources = [source for folder in folders if (source := _load_source(folder, report)) is not None]
+    report.raise_if_errors()
+    return sources, target
+
+
+def _check_case_ids(sources: list[_Source], settings: MergeSettings, report: ValidationReport) -> None:
+    """Case identifiers of different datasets that collide in the output are errors (unless prefixed)."""
+    origin: dict[str, tuple[str, str]] = {}
+    for source in sources:
+        for case_id in [*source.cases, *source.test_cases]:
+            new_id = _output_case_id(source, case_id, settings)
+            if new_id in origin and origin[new_id][0] != source.name:
+                report.error(
+                    source.folder / "imagesTr",
+                    f"case {case_id!r} also exists in {origin[new_id][0]}; pass --prefix-case-ids to keep both",
+                    case=case_id,
+                )
+                continue
+            origin[new_id] = (source.name, case_id)
+
+
+def _base_dataset_json(
+    settings: MergeSettings,
+    sources: list[_Source],
+    label_plan: _LabelPlan,
+    landmark_block: dict[str, Any] | None,
+    file_ending: str,
+) -> dict[str, Any]:
+    """The merged ``dataset.json`` before the cases are known (:func:`_complete_dataset_json` adds the rest)."""
+    dataset_json: dict[str, Any] = {
+        "name": settings.dataset_name,
+        "description": settings.description,
+        "channel_names": dict(sources[0].dataset_json["channel_names"]),
+        "labels": dict(label_plan.labels),
+        "numTraining": sum(len(source.cases) for source in sources),
+        "file_ending": file_ending,
+    }
+    if label_plan.regions_class_order is not None:
+        dataset_json["regions_class_order"] = label_plan.regions_class_order
+    if landmark_block is not None:
+        dataset_json["landmarks"] = landmark_block
+    return dataset_json
+
+
+@dataclass
+class _MergedCases:
+    """What the merged cases add up to, collected case by case.
+
+    Attributes:
+        annotations: Training case -> annotation kind.
+        strata: Training case -> ``<kind>|<source dataset>`` (the split strata).
+        case_sources: Training case -> ``{"dataset": ..., "case": ...}``.
+        test_cases: Test case identifiers.
+        uses_ignore: Some training case needs the ignore label.
+        has_references: Some source has withheld references (``referenceTr``).
+        warned_lacking: Sources whose lacking labels were already reported.
+    """
+
+    annotations: dict[str, str] = field(default_factory=dict)
+    strata: dict[str, str] = field(default_factory=dict)
+    case_sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    test_cases: list[str] = field(default_factory=list)
+    uses_ignore: bool = False
+    has_references: bool = False
+    warned_lacking: set[str] = field(default_factory=set)
+
+
+def _merge_all_cases(
+    sources: list[_Source],
+    settings: MergeSettings,
+    label_plan: _LabelPlan,
+    landmark_names: tuple[str, ...],
+    folder: Path | None,
+    file_ending: str,
+    target: Path,
+    report: ValidationReport,
+) -> _MergedCases:
+    """Copy (or, with ``folder=None``, only check) every case of every source; errors go to ``report``."""
+    merged = _MergedCases()
+    total = sum(len(source.cases) + len(source.test_cases) for source in sources)
+    progress = tqdm(total=total, desc=f"{'checking' if settings.dry_run else 'merging into'} {target.name}",
+                    unit="case", disable=not settings.progress)
+    with progress:
+        for source in sources:
+            lookup = label_plan.lookups[source.name]
+            for case_id, test in [*((case, False) for case in source.cases),
+                                  *((case, True) for case in source.test_cases)]:
+                progress.update(1)
+                new_id = _output_case_id(source, case_id, settings)
+                split = "Ts" if test else "Tr"
+                outcome = _merge_case(
+                    source, case_id, new_id, split, lookup, label_plan, landmark_names, folder, file_ending,
+                    report,
+                )
+                if outcome is None:
+                    continue
+                has_mask, has_landmarks, references = outcome
+                merged.has_references = merged.has_references or references
+                if test:
+                    merged.test_cases.append(new_id)
+                    continue
+                _record_training_case(source, case_id, new_id, has_mask, has_landmarks, settings, label_plan,
+                                      report, merged)
+    return merged
+
+
+def _record_training_case(
+    source: _Source,
+    case_id: str,
+    new_id: str,
+    has_mask: bool,
+    has_landmarks: bool,
+    settings: MergeSettings,
+    label_plan: _LabelPlan,
+    report: ValidationReport,
+    merged: _MergedCases,
+) -> None:
+    """Add a merged training case to ``merged``: its annotation kind, stratum and source (or an error)."""
+    if has_mask and source.name in label_plan.lacking and source.name not in merged.warned_lacking:
+        merged.warned_lacking.add(source.name)
+        _report_lacking(source, label_plan.lacking[source.name], settings.missing_labels, report)
+    merged.uses_ignore = merged.uses_ignore or not has_mask or (
+        source.name in label_plan.lacking and settings.missing_labels == "ignore"
+    )
+    if not has_mask and not has_landmarks:
+        report.error(source.folder / "labelsTr", f"case {case_id!r} has neither a mask nor landmarks",
+                     case=case_id)
+        return
+    kind = annotation_kind(has_mask, has_landmarks)
+    merged.annotations[new_id] = kind
+    merged.strata[new_id] = f"{kind}|{source.name}"
+    merged.case_sources[new_id] = {"dataset": source.name, "case": case_id}
+
+
+def _complete_dataset_json(
+    dataset_json: dict[str, Any],
+    sources: list[_Source],
+    label_plan: _LabelPlan,
+    merged: _MergedCases,
+    report: ValidationReport,
+) -> None:
+    """In place: the ignore label (when used), annotations, sources, references and test cases; then check the
+    landmark block of the result (errors go to ``report``)."""
+    if merged.uses_ignore:
+        dataset_json["labels"][IGNORE_LABEL_NAME] = label_plan.ignore_value
+    dataset_json["annotations"] = dict(sorted(merged.annotations.items()))
+    dataset_json["sources"] = dict(sorted(merged.case_sources.items()))
+    dataset_json["source_datasets"] = {
+        source.name: {
+            key: source.dataset_json[key]
+            for key in ("description", "pixel_spacing", "label_encoding")
+            if key in source.dataset_json
+        }
+        for source in sources
+    }
+    if merged.has_references:
+        dataset_json["reference_folder"] = REFERENCE_FOLDER
+    if merged.test_cases:
+        dataset_json["test_cases"] = sorted(merged.test_cases)
+    if "landmarks" in dataset_json:
+        try:
+            LandmarkSpec.from_dataset_json(dataset_json)
+        except LandmarkSpecError as error:
+            report.error("merged dataset.json", str(error).removeprefix("dataset.json: "))
+
+
+def _merged_splits(
+    merged: _MergedCases, settings: MergeSettings, report: ValidationReport
+) -> list[dict[str, list[str]]] | None:
+    """Stratified folds, or ``None`` (with a warning) when there are fewer training cases than folds."""
+    if len(merged.annotations) >= settings.num_folds:
+        return stratified_splits(merged.strata, num_folds=settings.num_folds, seed=settings.seed)
+    report.warning("", f"splits_final.json not written: {len(merged.annotations)} training cases < "
+                   f"{settings.num_folds} folds")
+    return None
+
+
 def merge_datasets(
     inputs: Sequence[str | int | os.PathLike[str]],
     settings: MergeSettings,
@@ -525,29 +756,9 @@ def merge_datasets(
         DatasetValidationError: the inputs cannot be merged as asked (every error listed); nothing was written.
     """
     started = time.perf_counter()
-    if len(inputs) < 2:
-        raise ValueError(f"merging needs at least two datasets, got {len(inputs)}")
-    if settings.missing_labels not in _MISSING_LABEL_POLICIES:
-        raise ValueError(
-            f"missing_labels must be one of {list(_MISSING_LABEL_POLICIES)}, got {settings.missing_labels!r}"
-        )
-    if settings.file_ending is not None and settings.file_ending not in OUTPUT_FILE_ENDINGS:
-        raise ValueError(f"file_ending must be one of {list(OUTPUT_FILE_ENDINGS)}, got {settings.file_ending!r}")
-    if settings.num_folds < 2:
-        raise ValueError(f"num_folds must be >= 2, got {settings.num_folds}")
+    _check_settings(inputs, settings)
     report = ValidationReport()
-    raw_folder = nnunet_raw_folder(settings.raw_folder)
-    folders = [resolve_dataset_folder(identifier, raw_folder) for identifier in inputs]
-    duplicated = sorted({str(folder) for folder in folders if folders.count(folder) > 1})
-    if duplicated:
-        raise ValueError(f"a dataset is given twice: {duplicated}")
-    target = check_output_folder(
-        raw_folder, settings.dataset_id, settings.dataset_name, overwrite=settings.overwrite, report=report
-    )
-    if any(folder.resolve() == target.resolve() for folder in folders):
-        report.error(target, "the output dataset is also an input")
-    sources = [source for folder in folders if (source := _load_source(folder, report)) is not None]
-    report.raise_if_errors()
+    sources, target = _load_sources(inputs, settings, report)
     _check_compatible(sources, settings, report)
     label_plan = _plan_labels(sources, settings, report)
     landmark_block = _merge_landmark_blocks(sources, settings, report)
@@ -555,118 +766,26 @@ def merge_datasets(
     file_ending = settings.file_ending or (
         sources[0].file_ending if sources[0].file_ending in OUTPUT_FILE_ENDINGS else ".nii.gz"
     )
-
-    # Case identifiers: collisions are errors unless prefixed.
-    origin: dict[str, tuple[str, str]] = {}
-    for source in sources:
-        for case_id in [*source.cases, *source.test_cases]:
-            new_id = _output_case_id(source, case_id, settings)
-            if new_id in origin and origin[new_id][0] != source.name:
-                report.error(
-                    source.folder / "imagesTr",
-                    f"case {case_id!r} also exists in {origin[new_id][0]}; pass --prefix-case-ids to keep both",
-                    case=case_id,
-                )
-                continue
-            origin[new_id] = (source.name, case_id)
+    _check_case_ids(sources, settings, report)
     if label_plan is None:  # _plan_labels recorded why
         raise DatasetValidationError(report.errors)
+    dataset_json = _base_dataset_json(settings, sources, label_plan, landmark_block, file_ending)
 
-    dataset_json: dict[str, Any] = {
-        "name": settings.dataset_name,
-        "description": settings.description,
-        "channel_names": dict(sources[0].dataset_json["channel_names"]),
-        "labels": dict(label_plan.labels),
-        "numTraining": sum(len(source.cases) for source in sources),
-        "file_ending": file_ending,
-    }
-    if label_plan.regions_class_order is not None:
-        dataset_json["regions_class_order"] = label_plan.regions_class_order
-    if landmark_block is not None:
-        dataset_json["landmarks"] = landmark_block
-
-    annotations: dict[str, str] = {}
-    strata: dict[str, str] = {}
-    case_sources: dict[str, dict[str, str]] = {}
-    test_cases: list[str] = []
-    uses_ignore = False
-    has_references = False
-    warned_lacking: set[str] = set()
-    total = sum(len(source.cases) + len(source.test_cases) for source in sources)
     writer = None if settings.dry_run else AtomicDatasetFolder(target, overwrite=settings.overwrite)
     with writer if writer is not None else contextlib.nullcontext(None) as folder:
-        progress = tqdm(total=total, desc=f"{'checking' if settings.dry_run else 'merging into'} {target.name}",
-                        unit="case", disable=not settings.progress)
-        with progress:
-            for source in sources:
-                lookup = label_plan.lookups[source.name]
-                for case_id, test in [*((case, False) for case in source.cases),
-                                      *((case, True) for case in source.test_cases)]:
-                    progress.update(1)
-                    new_id = _output_case_id(source, case_id, settings)
-                    split = "Ts" if test else "Tr"
-                    outcome = _merge_case(
-                        source, case_id, new_id, split, lookup, label_plan, landmark_names, folder, file_ending,
-                        report,
-                    )
-                    if outcome is None:
-                        continue
-                    has_mask, has_landmarks, references = outcome
-                    has_references = has_references or references
-                    if test:
-                        test_cases.append(new_id)
-                        continue
-                    if has_mask and source.name in label_plan.lacking and source.name not in warned_lacking:
-                        warned_lacking.add(source.name)
-                        _report_lacking(source, label_plan.lacking[source.name], settings.missing_labels, report)
-                    uses_ignore = uses_ignore or not has_mask or (
-                        source.name in label_plan.lacking and settings.missing_labels == "ignore"
-                    )
-                    if not has_mask and not has_landmarks:
-                        report.error(source.folder / "labelsTr", f"case {case_id!r} has neither a mask nor landmarks",
-                                     case=case_id)
-                        continue
-                    kind = annotation_kind(has_mask, has_landmarks)
-                    annotations[new_id] = kind
-                    strata[new_id] = f"{kind}|{source.name}"
-                    case_sources[new_id] = {"dataset": source.name, "case": case_id}
+        merged = _merge_all_cases(sources, settings, label_plan, landmark_names, folder, file_ending, target, report)
         report.raise_if_errors()
-        if uses_ignore:
-            dataset_json["labels"][IGNORE_LABEL_NAME] = label_plan.ignore_value
-        dataset_json["annotations"] = dict(sorted(annotations.items()))
-        dataset_json["sources"] = dict(sorted(case_sources.items()))
-        dataset_json["source_datasets"] = {
-            source.name: {
-                key: source.dataset_json[key]
-                for key in ("description", "pixel_spacing", "label_encoding")
-                if key in source.dataset_json
-            }
-            for source in sources
-        }
-        if has_references:
-            dataset_json["reference_folder"] = REFERENCE_FOLDER
-        if test_cases:
-            dataset_json["test_cases"] = sorted(test_cases)
-        if landmark_block is not None:
-            try:
-                LandmarkSpec.from_dataset_json(dataset_json)
-            except LandmarkSpecError as error:
-                report.error("merged dataset.json", str(error).removeprefix("dataset.json: "))
+        _complete_dataset_json(dataset_json, sources, label_plan, merged, report)
         report.raise_if_errors()
-        splits = None
-        if len(annotations) >= settings.num_folds:
-            splits = stratified_splits(strata, num_folds=settings.num_folds, seed=settings.seed)
-        else:
-            report.warning("", f"splits_final.json not written: {len(annotations)} training cases < "
-                           f"{settings.num_folds} folds")
+        splits = _merged_splits(merged, settings, report)
         if writer is not None and folder is not None:
             record = provenance_record(
                 "nnUNetv2_bab_merge",
                 arguments if arguments is not None else _settings_record(settings),
                 {"datasets": [str(source.folder) for source in sources]},
                 report,
-                counts={"training": len(annotations), "test": len(test_cases),
-                        "by_kind": {kind: list(annotations.values()).count(kind) for kind in ANNOTATION_KINDS}},
+                counts={"training": len(merged.annotations), "test": len(merged.test_cases),
+                        "by_kind": {kind: list(merged.annotations.values()).count(kind) for kind in ANNOTATION_KINDS}},
             )
             RawDatasetWriter(folder, file_ending).write_metadata(dataset_json, splits=splits, provenance=record)
             writer.commit()
@@ -674,8 +793,8 @@ def merge_datasets(
         dataset_folder=target,
         written=not settings.dry_run,
         report=report,
-        annotations=dict(sorted(annotations.items())),
-        sources=dict(sorted(case_sources.items())),
+        annotations=dict(sorted(merged.annotations.items())),
+        sources=dict(sorted(merged.case_sources.items())),
         dataset_json=dataset_json,
         seconds=time.perf_counter() - started,
     )

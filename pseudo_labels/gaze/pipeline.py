@@ -179,6 +179,164 @@ def read_case_channels(
     return [image], sitk.GetArrayFromImage(image)
 
 
+def _check_inputs(
+    images_folder: Path,
+    gaze_csv: Path,
+    image_files: Mapping[str, Path],
+    sequences: Mapping[str, FixationSequence],
+    pixel_spacing_mm: float | Sequence[float] | None,
+    skip_images_without_gaze: bool,
+    report: ValidationReport,
+) -> None:
+    """Errors into ``report``: images without fixations (unless skipped), a missing or needless pixel spacing."""
+    without_gaze = sorted(set(image_files) - set(sequences))
+    if without_gaze and not skip_images_without_gaze:
+        report.error(
+            gaze_csv,
+            f"{len(without_gaze)} image(s) have no fixations, e.g. {without_gaze[:5]}; pass "
+            "--skip-images-without-gaze to leave them out",
+        )
+    natural = [name for name, path in image_files.items() if is_natural_image(path)]
+    if natural and pixel_spacing_mm is None:
+        report.error(images_folder, f"{len(natural)} PNG/JPEG/TIFF/BMP image(s) need --pixel-spacing (mm)")
+    if pixel_spacing_mm is not None:
+        if not natural:  # as the converter: a stated spacing must not look as if it applied to NIfTI/MHA images
+            report.error(images_folder, "--pixel-spacing was given, but no image is PNG/JPEG/TIFF/BMP (the others "
+                         "carry their own spacing)")
+        try:
+            resolve_pixel_spacing(pixel_spacing_mm, 2, "--pixel-spacing")
+        except ValueError as error:
+            report.error(images_folder, str(error))
+
+
+def _gaze_source(gaze_csv: Path, settings: GazePseudoLabelSettings) -> dict[str, Any]:
+    """Where the gaze came from (CSV, its SHA-256, simulated or not, the simulation record) and how it was used."""
+    sidecar_path = simulation_sidecar(gaze_csv)
+    simulated = sidecar_path.is_file()
+    return {
+        "gaze_csv": str(gaze_csv),
+        "gaze_csv_sha256": file_sha256(gaze_csv),
+        "simulated": simulated,
+        **({"simulation": json.loads(sidecar_path.read_text(encoding="utf-8"))} if simulated else {}),
+        **settings.describe(),
+    }
+
+
+def _warn_about_aspect_ratio(
+    sequence: FixationSequence, array: NDArray[Any], gaze_csv: Path, case: str, report: ValidationReport
+) -> None:
+    """A CSV image size whose aspect ratio differs (> 1 %) from the image's: warn (normalised positions are used)."""
+    if sequence.image_height and sequence.image_width:
+        stated = sequence.image_width / sequence.image_height
+        actual = array.shape[1] / array.shape[0]
+        if abs(stated / actual - 1.0) > 0.01:
+            report.warning(
+                gaze_csv,
+                f"IMAGE_WIDTH/IMAGE_HEIGHT {sequence.image_width}/{sequence.image_height} has another aspect "
+                f"ratio than the image ({array.shape[1]}x{array.shape[0]}); normalised coordinates were used",
+                case=case,
+            )
+
+
+def _write_gaze_case(
+    dataset: RawDatasetWriter,
+    case: str,
+    channels: Sequence[sitk.Image],
+    array: NDArray[Any],
+    sequence: FixationSequence,
+    settings: GazePseudoLabelSettings,
+    spec: GazeLevelSpec,
+    save_maps: bool,
+) -> dict[str, Any]:
+    """Write one case's channels, level map and (on request) float maps; return its summary row."""
+    image = channels[0]
+    maps = gaze_maps(array, sequence, settings)
+    for index, channel in enumerate(channels):
+        dataset.write_image(channel, case, index)
+    dataset.write_label(_image_like(maps.levels, image), case)
+    if save_maps:
+        maps_folder = dataset.folder / "gaze_maps"
+        write_image(_image_like(maps.heatmap, image), maps_folder / f"{case}_heatmap{FILE_ENDING}")
+        if maps.refined is not None:
+            write_image(_image_like(maps.refined, image), maps_folder / f"{case}_crf{FILE_ENDING}")
+    row: dict[str, Any] = {
+        "case": case,
+        "fixations": len(sequence),
+        "total_duration_ms": float(np.sum(sequence.duration_ms)),
+    }
+    for level in range(1, spec.num_levels + 1):
+        row[f"fraction_level_{level}"] = round(float(np.mean(maps.levels >= level)), 6)
+    return row
+
+
+def _write_gaze_cases(
+    dataset: RawDatasetWriter,
+    cases: Sequence[str],
+    image_files: Mapping[str, Path],
+    sequences: Mapping[str, FixationSequence],
+    settings: GazePseudoLabelSettings,
+    spec: GazeLevelSpec,
+    pixel_spacing_mm: float | Sequence[float] | None,
+    save_maps: bool,
+    gaze_csv: Path,
+    report: ValidationReport,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Write every case; returns the summary rows and the number of channels (``None`` without cases).
+
+    Raises:
+        ValueError: colour and grey images mixed.
+    """
+    from tqdm import tqdm
+
+    rows: list[dict[str, Any]] = []
+    num_channels: int | None = None
+    for case in tqdm(cases, desc="gaze pseudo labels", unit="image", disable=not progress):
+        path = image_files[case]
+        channels, array = read_case_channels(path, pixel_spacing_mm)
+        if num_channels is not None and len(channels) != num_channels:
+            raise ValueError(
+                f"{path}: {len(channels)} channel(s), but earlier images have {num_channels}; colour and grey "
+                "images cannot be mixed in one dataset"
+            )
+        num_channels = len(channels)
+        _warn_about_aspect_ratio(sequences[case], array, gaze_csv, case, report)
+        rows.append(_write_gaze_case(dataset, case, channels, array, sequences[case], settings, spec, save_maps))
+    return rows, num_channels
+
+
+def _gaze_dataset_json(
+    dataset_name: str,
+    structure: str,
+    spec: GazeLevelSpec,
+    simulated: bool,
+    num_channels: int | None,
+    channel_name: str,
+    num_training: int,
+) -> dict[str, Any]:
+    """``dataset.json``: nested level regions and the ``gaze_levels`` block; ``R``/``G``/``B`` for colour images."""
+    return {
+        "name": dataset_name,
+        "description": (
+            f"{'SIMULATED' if simulated else 'recorded'} gaze pseudo masks of '{structure}' at thresholds "
+            f"{list(spec.thresholds)} (label = number of levels exceeded), written by {TOOL}"
+        ),
+        "channel_names": {"0": "R", "1": "G", "2": "B"} if num_channels == 3 else {"0": channel_name},
+        **spec.labels_block(),
+        "numTraining": num_training,
+        "file_ending": FILE_ENDING,
+        GAZE_LEVELS_KEY: spec.to_json(),
+    }
+
+
+def _write_summary_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """One row per case: fixations, total duration, fraction of the image in each level."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def generate_gaze_dataset(
     images_folder: str | os.PathLike[str],
     gaze_csv: str | os.PathLike[str],
@@ -220,11 +378,9 @@ def generate_gaze_dataset(
             a taken dataset id; nothing is written then.
         ImportError: CRF requested without ``pydensecrf2``.
     """
-    from tqdm import tqdm
-
     images_folder = Path(images_folder)
     gaze_csv = Path(gaze_csv)
-    spec = GazeLevelSpec(structure, tuple(settings.thresholds))
+    GazeLevelSpec(structure, tuple(settings.thresholds))  # validates structure and thresholds before any work
     if settings.crf is not None:
         from pseudo_labels.gaze.crf import load_densecrf
 
@@ -234,99 +390,27 @@ def generate_gaze_dataset(
     if not image_files:
         raise ValueError(f"{images_folder}: no images found")
     sequences = read_gaze_csv(gaze_csv, known_images=image_files.keys())
-    without_gaze = sorted(set(image_files) - set(sequences))
-    if without_gaze and not skip_images_without_gaze:
-        report.error(
-            gaze_csv,
-            f"{len(without_gaze)} image(s) have no fixations, e.g. {without_gaze[:5]}; pass "
-            "--skip-images-without-gaze to leave them out",
-        )
-    natural = [name for name, path in image_files.items() if is_natural_image(path)]
-    if natural and pixel_spacing_mm is None:
-        report.error(images_folder, f"{len(natural)} PNG/JPEG/TIFF/BMP image(s) need --pixel-spacing (mm)")
-    if pixel_spacing_mm is not None:
-        if not natural:  # as the converter: a stated spacing must not look as if it applied to NIfTI/MHA images
-            report.error(images_folder, "--pixel-spacing was given, but no image is PNG/JPEG/TIFF/BMP (the others "
-                         "carry their own spacing)")
-        try:
-            resolve_pixel_spacing(pixel_spacing_mm, 2, "--pixel-spacing")
-        except ValueError as error:
-            report.error(images_folder, str(error))
+    _check_inputs(images_folder, gaze_csv, image_files, sequences, pixel_spacing_mm, skip_images_without_gaze, report)
     target = check_output_folder(
         nnunet_raw_folder(raw_folder), dataset_id, dataset_name, overwrite=overwrite, report=report
     )
     report.raise_if_errors()
     cases = [name for name in image_files if name in sequences]
-    sidecar_path = simulation_sidecar(gaze_csv)
-    simulated = sidecar_path.is_file()
-    source = {
-        "gaze_csv": str(gaze_csv),
-        "gaze_csv_sha256": file_sha256(gaze_csv),
-        "simulated": simulated,
-        **({"simulation": json.loads(sidecar_path.read_text(encoding="utf-8"))} if simulated else {}),
-        **settings.describe(),
-    }
+    source = _gaze_source(gaze_csv, settings)
+    simulated = bool(source["simulated"])
     spec = GazeLevelSpec(structure, tuple(settings.thresholds), source=source)
-    rows: list[dict[str, Any]] = []
-    num_channels: int | None = None
     writer_folder = AtomicDatasetFolder(target, overwrite=overwrite)
     with writer_folder as folder:
         dataset = RawDatasetWriter(folder, FILE_ENDING)
         for sub in ("imagesTr", "labelsTr", *(("gaze_maps",) if save_maps else ())):
             (folder / sub).mkdir()
-        for case in tqdm(cases, desc="gaze pseudo labels", unit="image", disable=not progress):
-            path = image_files[case]
-            channels, array = read_case_channels(path, pixel_spacing_mm)
-            if num_channels is not None and len(channels) != num_channels:
-                raise ValueError(
-                    f"{path}: {len(channels)} channel(s), but earlier images have {num_channels}; colour and grey "
-                    "images cannot be mixed in one dataset"
-                )
-            num_channels = len(channels)
-            image = channels[0]
-            sequence = sequences[case]
-            if sequence.image_height and sequence.image_width:
-                stated = sequence.image_width / sequence.image_height
-                actual = array.shape[1] / array.shape[0]
-                if abs(stated / actual - 1.0) > 0.01:
-                    report.warning(
-                        gaze_csv,
-                        f"IMAGE_WIDTH/IMAGE_HEIGHT {sequence.image_width}/{sequence.image_height} has another aspect "
-                        f"ratio than the image ({array.shape[1]}x{array.shape[0]}); normalised coordinates were used",
-                        case=case,
-                    )
-            maps = gaze_maps(array, sequence, settings)
-            for index, channel in enumerate(channels):
-                dataset.write_image(channel, case, index)
-            dataset.write_label(_image_like(maps.levels, image), case)
-            if save_maps:
-                write_image(_image_like(maps.heatmap, image), folder / "gaze_maps" / f"{case}_heatmap{FILE_ENDING}")
-                if maps.refined is not None:
-                    write_image(_image_like(maps.refined, image), folder / "gaze_maps" / f"{case}_crf{FILE_ENDING}")
-            row: dict[str, Any] = {
-                "case": case,
-                "fixations": len(sequence),
-                "total_duration_ms": float(np.sum(sequence.duration_ms)),
-            }
-            for level in range(1, spec.num_levels + 1):
-                row[f"fraction_level_{level}"] = round(float(np.mean(maps.levels >= level)), 6)
-            rows.append(row)
-        dataset_json = {
-            "name": dataset_name,
-            "description": (
-                f"{'SIMULATED' if simulated else 'recorded'} gaze pseudo masks of '{structure}' at thresholds "
-                f"{list(spec.thresholds)} (label = number of levels exceeded), written by {TOOL}"
-            ),
-            "channel_names": {"0": "R", "1": "G", "2": "B"} if num_channels == 3 else {"0": channel_name},
-            **spec.labels_block(),
-            "numTraining": len(cases),
-            "file_ending": FILE_ENDING,
-            GAZE_LEVELS_KEY: spec.to_json(),
-        }
-        with open(folder / "gaze_pseudo_labels_summary.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        rows, num_channels = _write_gaze_cases(
+            dataset, cases, image_files, sequences, settings, spec, pixel_spacing_mm, save_maps, gaze_csv, report,
+            progress,
+        )
+        dataset_json = _gaze_dataset_json(dataset_name, structure, spec, simulated, num_channels, channel_name,
+                                          len(cases))
+        _write_summary_csv(folder / "gaze_pseudo_labels_summary.csv", rows)
         dataset.write_metadata(
             dataset_json,
             provenance=provenance_record(TOOL, arguments or {}, {"images": str(images_folder), **source}, report),
