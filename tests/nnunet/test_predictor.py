@@ -356,7 +356,10 @@ def test_an_interrupted_prediction_is_marked_incomplete(demo_run, nnunet_paths: 
     command = [sys.executable, "-c", _SLOW_PREDICTION, "-i", str(result.dataset_folder / "imagesTs"), "-o",
                str(output), "-d", "987", "-c", "2d", "-f", "0", "-tr", TRAINER, "-device", "cpu", "-npp", "0",
                "-nps", "0", "--disable_progress_bar"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(  # SIGINT as from a terminal, also when the suite runs in the background (nohup)
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert process.stdout is not None
         while "STARTED" not in process.stdout.readline():

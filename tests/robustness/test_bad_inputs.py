@@ -1201,6 +1201,9 @@ def test_a_killed_run_leaves_nothing(tool: str, signal_number: int, workspace: P
     process = subprocess.Popen(
         [sys.executable, "-c", _SLOW_RUNNER, *_SLOW[tool], MODULES[tool], *arguments], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # a suite started in the background (nohup, `&`) hands its children SIGINT ignored, and Python then never
+        # raises KeyboardInterrupt: give the tool the default disposition a user's terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert process.stdout is not None
