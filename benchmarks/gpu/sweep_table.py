@@ -1,7 +1,7 @@
 """One table from several per-seed JSRT study reports (the folders ``benchmarks/gpu/jsrt_gpu.sh`` writes).
 
 Each folder ``<label>_s<seed>/jsrt_study.json`` is one study run of one seed; runs are grouped by label and variant,
-and each group gets the landmark MRE per seed, mean ± SD over seeds, mean SDR@4 mm, the mean-training-shape MRE on
+and each group gets the landmark MRE per seed, mean ± SD over seeds, the mean-training-shape MRE on
 the same cases, the training wall time, and the heatmap settings it ran with. Paired ``mix_babloss − mix_heatmap``
 differences are listed per seed as the study computed them (bootstrap 95 % intervals over the 40 validation cases).
 
@@ -25,7 +25,7 @@ def _landmark_rows(report: dict) -> dict[str, dict]:
         for seed_row in scores["validation"]["seeds"]:
             errors = [case["mre"] for case in seed_row["per_case"].values() if case.get("mre") is not None]
             if errors:
-                rows[variant] = {"seed": seed_row["seed"], "mre": statistics.fmean(errors), "sdr4": seed_row.get("landmarks", {}).get("sdr", {}).get("4.0")}
+                rows[variant] = {"seed": seed_row["seed"], "mre": statistics.fmean(errors)}
     return rows
 
 
