@@ -89,25 +89,29 @@ def heatmap_boundary_similarity(
     if any(group >= group_maps.shape[1] or group < -1 for group in groups):
         raise ValueError(f"group index out of range 0..{group_maps.shape[1] - 1}: {groups}")
     # Sums over a whole patch overflow float16 (65504) and the epsilon underflows it: work in at least float32,
-    # whatever autocast handed us.
+    # whatever autocast handed us (and keep autocast from casting the product below back to float16).
     work_dtype = torch.promote_types(torch.promote_types(heatmaps.dtype, group_maps.dtype), torch.float32)
-    heatmaps, group_maps = heatmaps.to(work_dtype), group_maps.to(work_dtype)
-    result = heatmaps.new_zeros(heatmaps.shape[:2])
-    for group in sorted(set(groups) - {-1}):
-        members = [index for index, value in enumerate(groups) if value == group]
-        h = heatmaps[:, members].flatten(2)  # (B, k, N)
-        d = group_maps[:, group : group + 1].flatten(2)  # (B, 1, N)
-        overlap = (h * d).sum(-1)
-        if similarity is Similarity.EXPECTED_PROXIMITY:
-            value = overlap / (h.sum(-1) + EPSILON)
-        elif similarity is Similarity.COSINE:
-            value = overlap / (h.norm(dim=-1) * d.norm(dim=-1) + EPSILON)
-        elif similarity is Similarity.RELEASED:
-            value = overlap / ((h != 0).sum(-1).to(h.dtype) + EPSILON)
-        else:  # pragma: no cover - Similarity() above already rejects unknown names
-            raise ValueError(f"unknown similarity {similarity!r}")
-        result[:, members] = value
-    return result
+    h = heatmaps.to(work_dtype).flatten(2)  # (B, K, N)
+    d = group_maps.to(work_dtype).flatten(2)  # (B, G, N)
+    if similarity is Similarity.EXPECTED_PROXIMITY:
+        # A row of ones makes the same product return each heatmap's mass: one pass over the heatmaps in all.
+        d = torch.cat([d, d.new_ones(d.shape[0], 1, d.shape[2])], dim=1)
+    with torch.autocast(h.device.type, enabled=False):
+        # Every heatmap against every group map in one batched product, (B, K, G(+1)); K x G is small next to N,
+        # and neither direction of the product copies the heatmaps (gathering a group's rows did, for 166 landmarks).
+        products = torch.bmm(h, d.transpose(1, 2))
+    index = torch.as_tensor(groups, device=h.device).clamp_min(0)
+    overlap = products[:, torch.arange(len(groups), device=h.device), index]  # (B, K)
+    if similarity is Similarity.EXPECTED_PROXIMITY:
+        denominator = products[..., -1]
+    elif similarity is Similarity.COSINE:
+        denominator = h.norm(dim=-1) * d.norm(dim=-1)[:, index]
+    elif similarity is Similarity.RELEASED:
+        denominator = (h != 0).sum(-1).to(h.dtype)
+    else:  # pragma: no cover - Similarity() above already rejects unknown names
+        raise ValueError(f"unknown similarity {similarity!r}")
+    bridged = torch.as_tensor([group >= 0 for group in groups], device=h.device)
+    return torch.where(bridged, overlap / (denominator + EPSILON), torch.zeros((), dtype=h.dtype, device=h.device))
 
 
 

@@ -211,3 +211,28 @@ def test_similarity_is_safe_in_float16_outside_the_trainers(similarity: str) -> 
     half = heatmap_boundary_similarity(heatmaps.half(), group_maps.half(), [0, 0], similarity)
     assert torch.isfinite(half).all() and half.dtype == torch.float32
     assert torch.allclose(half, reference, atol=2e-3)
+
+
+@pytest.mark.parametrize("similarity", ["expected_proximity", "cosine", "released"])
+def test_similarity_matches_its_formula_landmark_by_landmark(similarity: str) -> None:
+    """The batched product (every heatmap against every group map at once) must give, for each landmark, the
+    formula of its own group, and 0 for landmarks without a bridge; gradients must reach the group maps too."""
+    generator = torch.Generator().manual_seed(1)
+    heatmaps = torch.rand((2, 5, 12, 10), generator=generator)
+    heatmaps[0, 3] = 0.0  # an empty heatmap
+    group_maps = torch.rand((2, 3, 12, 10), generator=generator).requires_grad_(True)
+    groups = [2, -1, 0, 2, 1]
+    result = heatmap_boundary_similarity(heatmaps, group_maps, groups, similarity)
+    for case in range(2):
+        for landmark, group in enumerate(groups):
+            h = heatmaps[case, landmark]
+            if group < 0:
+                assert result[case, landmark] == 0.0
+                continue
+            d = group_maps[case, group].detach()
+            overlap = (h * d).sum()
+            denominator = {"expected_proximity": h.sum(), "cosine": h.norm() * d.norm(),
+                           "released": (h != 0).sum().float()}[similarity]
+            assert torch.isclose(result[case, landmark], overlap / (denominator + 1e-6), rtol=1e-5, atol=1e-7)
+    result.sum().backward()
+    assert group_maps.grad is not None and group_maps.grad[:, 0].abs().sum() > 0
