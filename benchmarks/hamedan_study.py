@@ -62,6 +62,7 @@ from study_common import (  # noqa: E402 (adds the repository to sys.path)
     effective_heatmap_settings,
     heatmap_attributes,
     heatmap_settings_text,
+    settings_warning,
     reproducibility_record,
     reproducibility_text,
 )
@@ -331,12 +332,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluation_sets.append("test")
     scores: dict[str, list[dict]] = {name: [] for name in evaluation_sets}
     wall_times, curves = [], []
+    settings_warnings: list[str | None] = []
     for seed in args.seeds:
         trainer = trainer_class_name("HeatmapTrainer", seed)
         print(f"[train] seed {seed}: nnUNetv2_train {args.dataset_id} {STUDY_CONFIGURATION} 0 -tr {trainer}", flush=True)
         settings = {"schedule": [args.epochs, args.iterations, args.val_iterations], "heatmap": attributes}
         wall_times.append(train(args.dataset_id, trainer, environment, args.device, logs, settings))
         fold = model_folder(environment, args.dataset_id, trainer)
+        settings_warnings.append(settings_warning(f"HeatmapTrainer seed {seed}", effective, fold))
         curves.append(learning_curves(fold))
         scores["validation"].append(score(fold / "validation", val_cases, order, points, args.nominal_spacing))
         if test_points is not None:
@@ -365,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "total_wall_time_s": time.perf_counter() - started, "scores": scores, "baselines": baselines,
         "learning_curves": curves,
     }
-    report["warnings"] = baseline_warnings(report)
+    report["warnings"] = [line for line in settings_warnings if line] + baseline_warnings(report)
     stem = f"hamedan_study_{effective['heatmap_loss_kind']}"  # one table per heatmap loss, side by side
     (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2))
     (results_dir / f"{stem}.md").write_text(markdown(report))

@@ -92,6 +92,7 @@ from study_common import (  # noqa: E402 (adds the repository to sys.path)
     effective_heatmap_settings,
     heatmap_attributes,
     heatmap_settings_text,
+    settings_warning,
     reproducibility_record,
     reproducibility_text,
 )
@@ -675,6 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     runs: list[dict] = []
     wall_times: dict[str, list[float]] = {}
+    effective = effective_heatmap_settings(attributes)
+    settings_warnings: list[str | None] = []
     for seed in args.seeds:
         for variant in variants:
             dataset_id = ids[variant.dataset]
@@ -687,6 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seconds = train(dataset_id, trainer, environment, args.device, logs, settings)
             wall_times.setdefault(variant.name, []).append(seconds)
             fold = model_folder(environment, dataset_id, trainer)
+            if variant.trainer in HEATMAP_LOSS_BASES:
+                settings_warnings.append(settings_warning(f"{variant.name} seed {seed}", effective, fold))
             dataset_raw = raw_folder(environment, dataset_id)
             dataset_json = json.loads((dataset_raw / "dataset.json").read_text())
             with_landmarks = variant.trainer != "nnUNetTrainer"
@@ -716,8 +721,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "command": "python benchmarks/jsrt_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine_description(), "reproducibility": reproducibility_record(environment, args.device), "device": args.device, "spacing_mm": args.spacing,
-        "sigma_mm": sigma_mm, "boundary_range_mm": boundary_mm, "heatmap_loss": effective_heatmap_settings(attributes)["heatmap_loss_kind"],
-        "heatmap_settings": effective_heatmap_settings(attributes),
+        "sigma_mm": sigma_mm, "boundary_range_mm": boundary_mm, "heatmap_loss": effective["heatmap_loss_kind"],
+        "heatmap_settings": effective,
         "configuration": configuration, "schedule": {"epochs": args.epochs, "iterations_per_epoch": args.iterations,
                                                       "val_iterations_per_epoch": args.val_iterations},
         "seeds": args.seeds, "variants": [variant.name for variant in variants],
@@ -733,7 +738,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  for run in runs],
         "published_references": PUBLISHED,
     }
-    report["warnings"] = baseline_warnings(report)
+    report["warnings"] = [line for line in settings_warnings if line] + baseline_warnings(report)
     (results_dir / "jsrt_study.json").write_text(json.dumps(_without_errors(report), indent=2))
     (results_dir / "jsrt_study.md").write_text(markdown(report))
     plots(report, runs, results_dir)

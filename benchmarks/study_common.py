@@ -14,6 +14,7 @@ module of trainer classes (``<Trainer>_Study_s<seed>``) into its work folder and
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import math
@@ -108,12 +109,53 @@ def add_heatmap_options(parser) -> None:
                         help="heatmap loss of the heatmap trainers: bce (cross-entropy of the logits) or mse (the "
                              "paper's squared error of sigmoid outputs) (default: the trainer's, bce)")
     parser.add_argument("--sigma-vox", type=float, default=None,
-                        help="lower bound of the heatmap sigma in output voxels (heatmap_min_sigma_vox; default: the "
-                             "trainer's, 5)")
+                        help="lower bound of the heatmap sigma in output voxels (default: the trainer's "
+                             "heatmap_min_sigma_vox)")
     parser.add_argument("--augmentation", default="landmark", choices=("landmark", "nnunet"),
                         help="landmark: the trainer's landmark defaults (image-centred patches, rotation +-10 deg, "
                              "scaling 0.9-1.1, lateral flips only with mirror pairs); nnunet: nnU-Net's "
                              "segmentation-style sampling and augmentation (default: landmark)")
+
+
+def trained_heatmap_settings(fold: Path) -> dict[str, object] | None:
+    """The heatmap settings a trained model actually used, read back from nnU-Net's ``debug.json`` in ``fold``.
+
+    nnU-Net writes every trainer attribute there as text; ``None`` if the file is missing. The report's settings
+    come from the checkout's class defaults, the model's from the code that trained it (``--code-snapshot``, or a
+    finished run reused from an older study): this is how a study notices when the two differ.
+    """
+    debug = Path(fold) / "debug.json"
+    if not debug.is_file():
+        return None
+    recorded = json.loads(debug.read_text())
+    settings: dict[str, object] = {}
+    for name in ("heatmap_loss_kind", "heatmap_min_sigma_vox", *NNUNET_STYLE_AUGMENTATION):
+        if name not in recorded:
+            continue
+        value = recorded[name]
+        if isinstance(value, str):
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError):  # a plain word such as bce
+                pass
+        settings[name] = value
+    return json.loads(json.dumps(settings))
+
+
+def settings_warning(what: str, expected: Mapping[str, object], fold: Path) -> str | None:
+    """A ``WARNING:`` line (also printed to stderr) when the model in ``fold`` trained with other heatmap settings
+    than the report states (``expected``, see :func:`effective_heatmap_settings`)."""
+    trained = trained_heatmap_settings(fold)
+    if trained is None:
+        return None
+    differing = {name: value for name, value in trained.items() if expected.get(name) != value}
+    if not differing:
+        return None
+    stated = {name: expected.get(name) for name in differing}
+    line = (f"WARNING: {what} trained with {differing} (its debug.json), not the {stated} this report states: "
+            "it was trained by other code (a reused run or a --code-snapshot with other defaults).")
+    print(line, file=sys.stderr, flush=True)
+    return line
 
 
 def heatmap_attributes(args) -> dict[str, object]:

@@ -79,6 +79,23 @@ def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path, monkeypa
         study_common.train(701, "HeatmapTrainer_Study_s0", environment, "cpu", tmp_path, {**settings, "heatmap_loss": "mse"})
 
 
+def test_a_model_trained_with_other_defaults_is_flagged_from_its_debug_json(tmp_path, capsys) -> None:
+    """The report states the checkout's defaults; a reused run or a code snapshot may have trained with others.
+    nnU-Net's debug.json (every attribute as text) says what the model used; a difference must be a WARNING."""
+    stated = study_common.effective_heatmap_settings({})
+    recorded = {name: str(value) for name, value in stated.items()}
+    recorded["landmark_scaling"] = str(tuple(stated["landmark_scaling"]))  # as nnU-Net writes a tuple
+    (tmp_path / "debug.json").write_text(json.dumps({**recorded, "unrelated": "x"}))
+    assert study_common.trained_heatmap_settings(tmp_path) == stated
+    assert study_common.settings_warning("landmarks_only seed 0", stated, tmp_path) is None
+    recorded["heatmap_min_sigma_vox"] = "5.0"
+    (tmp_path / "debug.json").write_text(json.dumps(recorded))
+    line = study_common.settings_warning("landmarks_only seed 0", stated, tmp_path)
+    assert line is not None and line.startswith("WARNING: landmarks_only seed 0") and "'heatmap_min_sigma_vox': 5.0" in line
+    assert line in capsys.readouterr().err
+    assert study_common.settings_warning("no debug.json", stated, tmp_path / "missing") is None
+
+
 @pytest.mark.e2e
 def test_smoke_run_scores_validation_and_a_separate_test_folder(shared_data, tmp_path) -> None:
     """Two variants on one dataset (one planning), the 8-case fixture as the separate test folder."""
