@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from nnunet_babloss.core.provenance import read_json
+
 if TYPE_CHECKING:
     from dataset_conversion.convert import ConversionInputs, ConversionSettings
     from dataset_conversion.validation import ValidationReport
@@ -61,7 +63,7 @@ def _int_pairs(values: Sequence[str] | None, option: str) -> dict[str, int]:
 
 def _labels_json(path: str) -> dict[str, int]:
     """``{name: value}`` or ``{"value": name}`` (also under a ``"labels"`` key), background/0 dropped."""
-    content = _read_json(path, "--labels-json")
+    content = read_json(path, "--labels-json")
     if isinstance(content, dict) and isinstance(content.get("labels"), dict):
         content = content["labels"]
     if not isinstance(content, dict):
@@ -100,16 +102,8 @@ def _case_list(values: Sequence[str] | None, option: str) -> list[str]:
     return cases
 
 
-def _read_json(path: str, option: str) -> Any:
-    """A JSON file given to ``option``; errors name the option and the file."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{option} {path}: not valid JSON ({error})") from None
-
-
 def _annotation_kinds(path: str) -> dict[str, str]:
-    content = _read_json(path, "--annotation-kinds")
+    content = read_json(path, "--annotation-kinds")
     if isinstance(content, dict) and isinstance(content.get("partial_label_groups"), dict):
         content = content["partial_label_groups"]
     if isinstance(content, dict) and isinstance(content.get("annotations"), dict):

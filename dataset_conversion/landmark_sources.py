@@ -23,7 +23,6 @@ unknown).
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
 import os
 import re
@@ -42,6 +41,7 @@ from dataset_conversion.validation import ValidationReport
 from nnunet_babloss.core.landmarks.geometry import ImageGeometry
 from nnunet_babloss.core.landmarks.io import LandmarkSet, read_landmarks
 from nnunet_babloss.core.landmarks.spec import landmark_name_problem
+from nnunet_babloss.core.provenance import JsonFileError, read_json
 
 __all__ = [
     "JSRT_OUTER_EDGE_INSET_PX",
@@ -151,11 +151,11 @@ CaseLandmarks = Union[LandmarkSet, PixelLandmarks]
 
 def _load_json(path: Path, report: ValidationReport) -> Any | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     except FileNotFoundError:
         report.error(path, "landmark file not found")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        report.error(path, f"not valid JSON: {error}")
+    except JsonFileError as error:
+        report.error(path, error.reason)
     return None
 
 

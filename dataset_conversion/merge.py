@@ -20,7 +20,6 @@ Region-based datasets can only be merged when all inputs share the same ``labels
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -48,6 +47,7 @@ from dataset_conversion.writing import (
 )
 from nnunet_babloss.core.landmarks.io import LandmarkSet, read_landmarks, write_landmarks
 from nnunet_babloss.core.landmarks.spec import LandmarkSpec, LandmarkSpecError
+from nnunet_babloss.core.provenance import JsonFileError, read_json_object
 from nnunet_babloss.core.splits import ANNOTATION_KINDS, annotation_kind, stratified_splits
 
 __all__ = ["MergeResult", "MergeSettings", "MissingLabelPolicy", "merge_datasets", "resolve_dataset_folder"]
@@ -188,13 +188,13 @@ def _list_cases(folder: Path, ending: str) -> list[str]:
 
 def _load_source(folder: Path, report: ValidationReport) -> _Source | None:
     path = folder / "dataset.json"
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.is_file():
         report.error(path, "dataset.json not found: not an nnU-Net raw dataset")
         return None
-    except json.JSONDecodeError as error:
-        report.error(path, f"not valid JSON: {error}")
+    try:
+        content = read_json_object(path)
+    except JsonFileError as error:
+        report.error(path, error.reason)
         return None
     missing = [key for key in _REQUIRED_KEYS if key not in content]
     if missing:

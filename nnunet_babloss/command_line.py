@@ -16,19 +16,16 @@ accepts it and warns ``<prog>: warning: --old is deprecated, use --new`` on stde
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 __all__ = [
     "TRACEBACK_ENV_VAR",
     "USER_ERRORS",
     "ArgumentParser",
-    "read_json_object",
     "run_reporting_errors",
     "traceback_requested",
 ]
@@ -142,19 +139,3 @@ def _message(error: BaseException) -> str:
     return str(error).strip() or type(error).__name__
 
 
-def read_json_object(path: Path, what: str) -> dict[str, Any]:
-    """A user-given JSON file that must hold an object; errors start with ``what`` (the option) and the path.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: not UTF-8 JSON, or not an object.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path}: file not found")
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{what} {path}: not valid JSON ({error})") from None
-    if not isinstance(content, dict):
-        raise ValueError(f"{what} {path}: must hold a JSON object, got {type(content).__name__}")
-    return content

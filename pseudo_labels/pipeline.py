@@ -28,7 +28,6 @@ and organ) and, on request, ``pseudo_labels_overlays/<case>__<organ>.png``. The 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import shutil
@@ -46,7 +45,7 @@ from nnunet_babloss.core.atomic_output import AtomicFolder
 from nnunet_babloss.core.landmarks.geometry import ImageGeometry
 from nnunet_babloss.core.landmarks.io import read_landmarks
 from nnunet_babloss.core.landmarks.spec import LandmarkSpec
-from nnunet_babloss.core.provenance import provenance_record, write_json
+from nnunet_babloss.core.provenance import provenance_record, read_json_object, write_json
 from nnunet_babloss.nnunet.raw_dataset import RawDatasetWriter
 from pseudo_labels.backends import PromptableSegmenter, scale_intensity
 from pseudo_labels.prompts import (
@@ -409,18 +408,6 @@ class PseudoLabelReport:
     rows: tuple[dict[str, Any], ...]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (is this an nnU-Net raw dataset folder?)")
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(content, dict):
-        raise ValueError(f"{path}: must hold a JSON object")
-    return content
-
-
 def _check_output(dataset_folder: Path, output_folder: Path, mode: str, overwrite: bool) -> None:
     """Refuse outputs that would touch the originals, and non-empty folders without ``overwrite``."""
     source = dataset_folder.resolve()
@@ -593,7 +580,9 @@ class _CaseInputs:
 
 def _read_source_dataset(source: Path) -> _SourceDataset:
     """Read and check ``dataset.json``: an integer ``ignore`` label, a file ending, a landmark block with a bridge."""
-    dataset_json = _read_json(source / "dataset.json")
+    if not (source / "dataset.json").is_file():
+        raise FileNotFoundError(f"{source / 'dataset.json'} not found (is this an nnU-Net raw dataset folder?)")
+    dataset_json = read_json_object(source / "dataset.json")
     labels = dataset_json.get("labels")
     if not isinstance(labels, dict) or not isinstance(labels.get("ignore"), int):
         raise ValueError(

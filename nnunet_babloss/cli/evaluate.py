@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nnunet_babloss.command_line import ArgumentParser, read_json_object, run_reporting_errors
+from nnunet_babloss.command_line import ArgumentParser, run_reporting_errors
+from nnunet_babloss.core.provenance import read_json_object
 
 if TYPE_CHECKING:
     from nnunet_babloss.core.evaluation import EvaluationResult

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_babloss.command_line import ArgumentParser, read_json_object, run_reporting_errors
+from nnunet_babloss.command_line import ArgumentParser, run_reporting_errors
 from nnunet_babloss.ext_trainers_path import with_ext_trainer_dir
 from nnunet_babloss.nnunet.checkpoint_loading import UNSAFE_LOAD_ENV_VAR, require_checkpoint_file_name
-from nnunet_babloss.core.provenance import file_sha256, provenance_record, write_json
+from nnunet_babloss.core.provenance import file_sha256, provenance_record, read_json_object, write_json
 
 __all__ = ["RENAMED_OPTIONS", "PredictionSettings", "build_parser", "check_input_images", "main", "predict_with_landmarks"]
 

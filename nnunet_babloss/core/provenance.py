@@ -25,11 +25,14 @@ from typing import Any
 
 __all__ = [
     "VERSIONED_PACKAGES",
+    "JsonFileError",
     "file_sha256",
     "jsonable",
     "package_version",
     "package_versions",
     "provenance_record",
+    "read_json",
+    "read_json_object",
     "utc_timestamp",
     "write_json",
 ]
@@ -97,6 +100,43 @@ def write_json(path: str | os.PathLike[str], content: Any, *, atomic: bool = Fal
     staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     staging.write_text(text, encoding="utf-8")
     staging.replace(path)
+
+
+class JsonFileError(ValueError):
+    """A JSON file that cannot be used: ``reason`` says why, the message also names what it is and its path."""
+
+    def __init__(self, path: Path, reason: str, what: str = "") -> None:
+        super().__init__(f"{what} {path}: {reason}" if what else f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def read_json(path: str | os.PathLike[str], what: str = "") -> Any:
+    """Read a UTF-8 JSON file given by a user; errors start with ``what`` (an option, "dataset.json") and the path.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        JsonFileError: not UTF-8, or not valid JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path}: file not found" if what else f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise JsonFileError(path, f"not valid JSON ({error})", what) from None
+
+
+def read_json_object(path: str | os.PathLike[str], what: str = "") -> dict[str, Any]:
+    """:func:`read_json` for files that must hold a JSON object.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        JsonFileError: not UTF-8 JSON, or not an object.
+    """
+    content = read_json(path, what)
+    if not isinstance(content, dict):
+        raise JsonFileError(Path(path), f"must hold a JSON object, got {type(content).__name__}", what)
+    return content
 
 
 def utc_timestamp() -> str:

@@ -12,10 +12,13 @@ import pytest
 
 from nnunet_babloss.core.provenance import (
     VERSIONED_PACKAGES,
+    JsonFileError,
     file_sha256,
     jsonable,
     package_version,
     provenance_record,
+    read_json,
+    read_json_object,
     write_json,
 )
 
@@ -80,3 +83,28 @@ def test_small_shared_modules_stay_light(module: str, forbidden: tuple[str, ...]
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "", f"{module} pulls in {completed.stdout.strip()}"
+
+
+def test_read_json_names_what_and_where_for_every_bad_file(tmp_path: Path) -> None:
+    """One reader for every user-given JSON file: a missing file, invalid JSON, non-UTF-8 bytes (which used to
+    escape as a bare UnicodeDecodeError from some readers) and a non-object all give messages with the path."""
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, 2]}', encoding="utf-8")
+    assert read_json(good) == {"a": [1, 2]} and read_json_object(good, "--x") == {"a": [1, 2]}
+    with pytest.raises(FileNotFoundError, match=r"--labels-json .*missing\.json: file not found"):
+        read_json(tmp_path / "missing.json", "--labels-json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{oops", encoding="utf-8")
+    with pytest.raises(JsonFileError, match=r"broken\.json: not valid JSON") as caught:
+        read_json(broken)
+    assert caught.value.reason.startswith("not valid JSON") and caught.value.path == broken
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"name": "Gr\u00f6\u00dfe"}'.encode("latin-1"))
+    with pytest.raises(JsonFileError, match=r"-djfile .*latin\.json: not valid JSON"):
+        read_json(latin, "-djfile")
+    array = tmp_path / "array.json"
+    array.write_text("[1]", encoding="utf-8")
+    assert read_json(array) == [1]
+    with pytest.raises(JsonFileError, match=r"array\.json: must hold a JSON object, got list"):
+        read_json_object(array)
+    assert isinstance(caught.value, ValueError)  # what the command-line tools report without a traceback

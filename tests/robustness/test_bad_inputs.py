@@ -401,6 +401,13 @@ def _(w: Path):
     return arguments, [str(w / "raw/Dataset006_Other/dataset.json"), "not valid JSON"]
 
 
+@_case("merge", "dataset.json not UTF-8")
+def _(w: Path):
+    arguments = merge_args(w)
+    (w / "raw/Dataset006_Other/dataset.json").write_bytes('{"name": "Gr\u00f6\u00dfe"}'.encode("latin-1"))
+    return arguments, [str(w / "raw/Dataset006_Other/dataset.json"), "not valid JSON"]
+
+
 @_case("merge", "dataset.json lacks file_ending")
 def _(w: Path):
     arguments = merge_args(w)

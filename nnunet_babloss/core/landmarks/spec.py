@@ -29,7 +29,6 @@ breaks) without leading or trailing whitespace, so that they survive every landm
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -37,6 +36,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from nnunet_babloss.core.provenance import JsonFileError, read_json_object
 
 __all__ = [
     "DATASET_JSON_KEY",
@@ -282,11 +283,9 @@ def _load_dataset_json(dataset_json: Mapping[str, Any] | str | os.PathLike[str])
     if not path.is_file():
         raise FileNotFoundError(f"{path}: dataset.json not found")
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise LandmarkSpecError(f"{path}: not valid JSON: {error}") from error
-    if not isinstance(content, Mapping):
-        raise LandmarkSpecError(f"{path}: must hold a JSON object, got {type(content).__name__}")
+        content = read_json_object(path)
+    except JsonFileError as error:
+        raise LandmarkSpecError(str(error)) from None
     return content, str(path)
 
 
