@@ -132,6 +132,43 @@ def _durations(median_ms: float, spread: float, count: int, rng: np.random.Gener
     return np.maximum(np.round(values), _MIN_DURATION_MS)
 
 
+def _off_target_positions(mask: NDArray[np.bool_], count: int, rng: np.random.Generator) -> NDArray[np.float64]:
+    """``(count, 2)`` pixel positions drawn outside the structure (none if ``count`` is 0 or nothing is outside)."""
+    outside_rows, outside_cols = np.nonzero(~mask)
+    if count and outside_rows.size:
+        picks = rng.choice(outside_rows.size, size=count, replace=True)
+        off_target = np.stack([outside_rows[picks], outside_cols[picks]], axis=1).astype(np.float64)
+    else:
+        off_target = np.zeros((0, 2))
+    return off_target
+
+
+def _sequence_with_durations(
+    locate: NDArray[np.float64],
+    scan: NDArray[np.float64],
+    off_target: NDArray[np.float64],
+    settings: GazeSimulationSettings,
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Positions and durations in viewing order: locate, then scan with the off-target glances inserted at random."""
+    positions = [locate, scan]
+    durations = [
+        _durations(settings.locate_median_ms, settings.duration_spread, len(locate), rng),
+        _durations(settings.scan_median_ms, settings.duration_spread, len(scan), rng),
+    ]
+    body_positions = np.concatenate(positions[1:])
+    body_durations = np.concatenate(durations[1:])
+    if len(off_target):
+        off_durations = _durations(settings.off_target_median_ms, settings.duration_spread, len(off_target), rng)
+        for position, duration in zip(off_target, off_durations):
+            slot = int(rng.integers(0, len(body_positions) + 1))
+            body_positions = np.insert(body_positions, slot, position, axis=0)
+            body_durations = np.insert(body_durations, slot, duration)
+    all_positions = np.concatenate([locate, body_positions])
+    all_durations = np.concatenate([durations[0], body_durations])
+    return all_positions, all_durations
+
+
 def simulate_fixations(
     mask: NDArray[np.generic], image: str, settings: GazeSimulationSettings = GazeSimulationSettings(), seed: int = 0
 ) -> FixationSequence:
@@ -170,28 +207,8 @@ def simulate_fixations(
             if count > 0
         ]
     )
-    outside_rows, outside_cols = np.nonzero(~mask)
-    if settings.off_target_fixations and outside_rows.size:
-        picks = rng.choice(outside_rows.size, size=settings.off_target_fixations, replace=True)
-        off_target = np.stack([outside_rows[picks], outside_cols[picks]], axis=1).astype(np.float64)
-    else:
-        off_target = np.zeros((0, 2))
-
-    positions = [locate, scan]
-    durations = [
-        _durations(settings.locate_median_ms, settings.duration_spread, len(locate), rng),
-        _durations(settings.scan_median_ms, settings.duration_spread, len(scan), rng),
-    ]
-    body_positions = np.concatenate(positions[1:])
-    body_durations = np.concatenate(durations[1:])
-    if len(off_target):
-        off_durations = _durations(settings.off_target_median_ms, settings.duration_spread, len(off_target), rng)
-        for position, duration in zip(off_target, off_durations):
-            slot = int(rng.integers(0, len(body_positions) + 1))
-            body_positions = np.insert(body_positions, slot, position, axis=0)
-            body_durations = np.insert(body_durations, slot, duration)
-    all_positions = np.concatenate([locate, body_positions])
-    all_durations = np.concatenate([durations[0], body_durations])
+    off_target = _off_target_positions(mask, settings.off_target_fixations, rng)
+    all_positions, all_durations = _sequence_with_durations(locate, scan, off_target, settings, rng)
 
     noise_px = settings.noise_fraction * max(height, width)
     all_positions = all_positions + noise_px * rng.standard_normal(all_positions.shape)
