@@ -223,29 +223,47 @@ def evaluate_folders(
                 prediction_folder, Path(reference_landmarks_folder), spec, staging, selected, sdr_missed
             )
         if write_overlays:
-            from nnunet_babloss.core.overlays import write_case_overlays
-
-            overlay_cases = _overlay_cases(prediction_folder, file_ending, selected)
-            written = []
-            for case in overlay_cases:
-                written += write_case_overlays(
-                    case,
-                    image_path=Path(images_folder) / f"{case}_0000{file_ending}",  # type: ignore[arg-type]
-                    prediction_labels_path=_existing(prediction_folder / f"{case}{file_ending}"),
-                    predicted_landmarks_path=_existing(prediction_folder / f"{case}{LANDMARK_SUFFIX}"),
-                    reference_landmarks_path=None if reference_landmarks_folder is None
-                    else _existing(Path(reference_landmarks_folder) / f"{case}{LANDMARK_SUFFIX}"),
-                    output_folder=staging / OVERLAY_FOLDER,
-                    spec=spec,
-                    label_names={
-                        int(value): str(name) for name, value in dataset_json["labels"].items() if np.ndim(value) == 0
-                    },
-                )
+            written = _write_overlays(
+                prediction_folder, dataset_json, reference_landmarks_folder, file_ending, selected,
+                images_folder, staging, spec,  # type: ignore[arg-type]
+            )
             summary["overlays"] = {"folder": str(output_folder / OVERLAY_FOLDER), "num_files": len(written)}
 
         (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default))
         results.commit()
     return EvaluationResult(output_folder / SUMMARY_FILE, summary)
+
+
+def _write_overlays(
+    prediction_folder: Path,
+    dataset_json: Mapping,
+    reference_landmarks_folder: str | Path | None,
+    file_ending: str,
+    selected: Sequence[str] | None,
+    images_folder: str | Path,
+    staging: Path,
+    spec: LandmarkSpec | None,
+) -> list[Path]:
+    """Write the overlay PNGs of the evaluated cases into ``staging/overlays``; return the files written."""
+    from nnunet_babloss.core.overlays import write_case_overlays
+
+    overlay_cases = _overlay_cases(prediction_folder, file_ending, selected)
+    written = []
+    for case in overlay_cases:
+        written += write_case_overlays(
+            case,
+            image_path=Path(images_folder) / f"{case}_0000{file_ending}",
+            prediction_labels_path=_existing(prediction_folder / f"{case}{file_ending}"),
+            predicted_landmarks_path=_existing(prediction_folder / f"{case}{LANDMARK_SUFFIX}"),
+            reference_landmarks_path=None if reference_landmarks_folder is None
+            else _existing(Path(reference_landmarks_folder) / f"{case}{LANDMARK_SUFFIX}"),
+            output_folder=staging / OVERLAY_FOLDER,
+            spec=spec,
+            label_names={
+                int(value): str(name) for name, value in dataset_json["labels"].items() if np.ndim(value) == 0
+            },
+        )
+    return written
 
 
 def _existing(path: Path) -> Path | None:
