@@ -731,6 +731,44 @@ def _sample_sd(errors: np.ndarray) -> float:
     return float(np.std(errors, ddof=1)) if errors.size > 1 else math.nan
 
 
+def _case_point_arrays(
+    predicted: ArrayLike | Sequence[ArrayLike], reference: ArrayLike | Sequence[ArrayLike]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(N, K, D)`` float arrays of the predicted and reference points; raise unless both have that same shape."""
+    try:
+        predicted_points = np.asarray(predicted, dtype=np.float64)
+        reference_points = np.asarray(reference, dtype=np.float64)
+    except ValueError as error:
+        raise ValueError(f"predicted and reference must be (N, K, D) arrays of equal-shape cases: {error}") from None
+    if predicted_points.shape != reference_points.shape or predicted_points.ndim != 3:
+        raise ValueError(
+            f"predicted and reference must both have shape (N, K, D), got predicted {predicted_points.shape} "
+            f"and reference {reference_points.shape}"
+        )
+    return predicted_points, reference_points
+
+
+def _check_detection_settings(
+    thresholds_mm: Sequence[float], missed_penalty_mm: float | None, sdr_missed: SdrMissed
+) -> tuple[float, ...]:
+    """The SDR thresholds as floats; raise on invalid thresholds, penalty or ``sdr_missed`` (or both rules given)."""
+    thresholds = tuple(float(t) for t in thresholds_mm)
+    if not all(math.isfinite(t) and t >= 0 for t in thresholds):
+        raise ValueError(f"thresholds_mm must be finite and >= 0, got {thresholds}")
+    if len(set(thresholds)) != len(thresholds):
+        raise ValueError(f"thresholds_mm must be distinct, got {thresholds}")
+    if missed_penalty_mm is not None and not (math.isfinite(missed_penalty_mm) and missed_penalty_mm >= 0):
+        raise ValueError(f"missed_penalty_mm must be finite and >= 0 or None, got {missed_penalty_mm!r}")
+    if sdr_missed not in SDR_MISSED_RULES:
+        raise ValueError(f"sdr_missed must be one of {list(SDR_MISSED_RULES)}, got {sdr_missed!r}")
+    if sdr_missed == "fail" and missed_penalty_mm is not None:
+        raise ValueError(
+            "sdr_missed='fail' and missed_penalty_mm both decide how missed landmarks enter the SDR "
+            f"(penalty {missed_penalty_mm!r}); give one of them"
+        )
+    return thresholds
+
+
 def landmark_detection_summary(
     predicted: ArrayLike | Sequence[ArrayLike],
     reference: ArrayLike | Sequence[ArrayLike],
@@ -776,30 +814,8 @@ def landmark_detection_summary(
         ValueError: on mismatched or non-``(N, K, D)`` shapes, partly-NaN or infinite rows, invalid thresholds
             or penalty, an unknown ``sdr_missed`` or ``"fail"`` together with a penalty.
     """
-    try:
-        predicted_points = np.asarray(predicted, dtype=np.float64)
-        reference_points = np.asarray(reference, dtype=np.float64)
-    except ValueError as error:
-        raise ValueError(f"predicted and reference must be (N, K, D) arrays of equal-shape cases: {error}") from None
-    if predicted_points.shape != reference_points.shape or predicted_points.ndim != 3:
-        raise ValueError(
-            f"predicted and reference must both have shape (N, K, D), got predicted {predicted_points.shape} "
-            f"and reference {reference_points.shape}"
-        )
-    thresholds = tuple(float(t) for t in thresholds_mm)
-    if not all(math.isfinite(t) and t >= 0 for t in thresholds):
-        raise ValueError(f"thresholds_mm must be finite and >= 0, got {thresholds}")
-    if len(set(thresholds)) != len(thresholds):
-        raise ValueError(f"thresholds_mm must be distinct, got {thresholds}")
-    if missed_penalty_mm is not None and not (math.isfinite(missed_penalty_mm) and missed_penalty_mm >= 0):
-        raise ValueError(f"missed_penalty_mm must be finite and >= 0 or None, got {missed_penalty_mm!r}")
-    if sdr_missed not in SDR_MISSED_RULES:
-        raise ValueError(f"sdr_missed must be one of {list(SDR_MISSED_RULES)}, got {sdr_missed!r}")
-    if sdr_missed == "fail" and missed_penalty_mm is not None:
-        raise ValueError(
-            "sdr_missed='fail' and missed_penalty_mm both decide how missed landmarks enter the SDR "
-            f"(penalty {missed_penalty_mm!r}); give one of them"
-        )
+    predicted_points, reference_points = _case_point_arrays(predicted, reference)
+    thresholds = _check_detection_settings(thresholds_mm, missed_penalty_mm, sdr_missed)
 
     predicted_present = _landmark_presence(predicted_points, "predicted")
     reference_present = _landmark_presence(reference_points, "reference")

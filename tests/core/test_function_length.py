@@ -25,7 +25,6 @@ ALLOWED: dict[str, int] = {
     "dataset_conversion/cli_convert.py::_build": 86,
     "dataset_conversion/landmark_sources.py::read_hamedan": 86,
     "nnunet_babloss/apps/demo.py::run_demo": 80,
-    "nnunet_babloss/core/metrics.py::landmark_detection_summary": 73,
     "nnunet_babloss/core/landmarks/spec.py::_check_fields": 69,
     "nnunet_babloss/core/landmarks/io.py::_read_our_json": 66,
     "nnunet_babloss/core/landmarks/spec.py::LandmarkSpec.from_dataset_json": 65,
