@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,21 @@ def _check_fields(
     def fail(field: str, problem: str) -> LandmarkSpecError:
         return LandmarkSpecError(f"{source}: {prefix}{field}: {problem}")
 
+    first_index = _check_names(names, fail)
+    _check_mirror_pairs(mirror_pairs, first_index, fail)
+    _check_bridge_entries(bridge, first_index, fail)
+    _check_label_mirror_pairs(label_mirror_pairs, fail)
+    for field, value in (("sigma_mm", sigma_mm), ("boundary_range_mm", boundary_range_mm)):
+        if not _is_real_number(value) or not math.isfinite(value) or value <= 0:
+            raise fail(field, f"must be a finite number > 0 (mm), got {value!r}")
+
+
+def _check_names(names: Sequence[Any], fail: Callable[[str, str], LandmarkSpecError]) -> dict[str, int]:
+    """Check that ``names`` is a non-empty list of valid, distinct landmark names; return name -> index.
+
+    Raises:
+        LandmarkSpecError: (made by ``fail``) the first rule broken.
+    """
     if len(names) == 0:
         raise fail("names", "must list at least one landmark, got an empty list")
     first_index: dict[str, int] = {}
@@ -135,7 +150,17 @@ def _check_fields(
         if name in first_index:
             raise fail(f"names[{index}]", f"duplicate landmark name {name!r} (also names[{first_index[name]}])")
         first_index[name] = index
+    return first_index
 
+
+def _check_mirror_pairs(
+    mirror_pairs: Sequence[Any], first_index: Mapping[str, int], fail: Callable[[str, str], LandmarkSpecError]
+) -> None:
+    """Check that every mirror pair holds two different known landmarks, each landmark in at most one pair.
+
+    Raises:
+        LandmarkSpecError: (made by ``fail``) the first rule broken.
+    """
     paired_in: dict[str, int] = {}
     for index, pair in enumerate(mirror_pairs):
         if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
@@ -153,6 +178,15 @@ def _check_fields(
                 )
             paired_in[name] = index
 
+
+def _check_bridge_entries(
+    bridge: Sequence[tuple[Any, Any]], first_index: Mapping[str, int], fail: Callable[[str, str], LandmarkSpecError]
+) -> None:
+    """Check that every bridge entry is a known landmark, listed once, with a non-empty list of distinct label names.
+
+    Raises:
+        LandmarkSpecError: (made by ``fail``) the first rule broken.
+    """
     seen_bridge: set[str] = set()
     for name, labels in bridge:
         field = f"bridge[{name!r}]"
@@ -169,6 +203,15 @@ def _check_fields(
         if len(set(labels)) != len(labels):
             raise fail(field, f"lists a label twice, got {list(labels)!r}")
 
+
+def _check_label_mirror_pairs(
+    label_mirror_pairs: Sequence[Any], fail: Callable[[str, str], LandmarkSpecError]
+) -> None:
+    """Check that every label mirror pair holds two different label names, each label in at most one pair.
+
+    Raises:
+        LandmarkSpecError: (made by ``fail``) the first rule broken.
+    """
     label_paired_in: dict[str, int] = {}
     for index, pair in enumerate(label_mirror_pairs):
         field = f"label_mirror_pairs[{index}]"
@@ -187,10 +230,6 @@ def _check_fields(
                     f"got {list(pair)!r}",
                 )
             label_paired_in[label] = index
-
-    for field, value in (("sigma_mm", sigma_mm), ("boundary_range_mm", boundary_range_mm)):
-        if not _is_real_number(value) or not math.isfinite(value) or value <= 0:
-            raise fail(field, f"must be a finite number > 0 (mm), got {value!r}")
 
 
 def _labels_object(dataset_json: Mapping[str, Any], source: str, field: str) -> Mapping[str, Any]:
@@ -573,24 +612,7 @@ class LandmarkSpec:
                 the value.
         """
         content, source = _load_dataset_json(dataset_json)
-        if DATASET_JSON_KEY not in content:
-            raise LandmarkSpecError(
-                f"{source}: no {DATASET_JSON_KEY!r} block; a dataset with landmarks declares them as "
-                f'"{DATASET_JSON_KEY}": {{"names": ["name1", "name2", ...]}} (optional: mirror_pairs, bridge, '
-                "label_mirror_pairs, sigma_mm, boundary_range_mm)"
-            )
-        block = content[DATASET_JSON_KEY]
-        if not isinstance(block, Mapping):
-            raise LandmarkSpecError(
-                f"{source}: {DATASET_JSON_KEY}: must be an object, got {type(block).__name__}: {block!r}"
-            )
-        unknown = [key for key in block if key not in _BLOCK_FIELDS]
-        if unknown:
-            raise LandmarkSpecError(
-                f"{source}: {DATASET_JSON_KEY}: unknown key(s) {unknown}; allowed: {list(_BLOCK_FIELDS)}"
-            )
-        if "names" not in block:
-            raise LandmarkSpecError(f"{source}: {DATASET_JSON_KEY}.names: missing (the list of landmark names)")
+        block = _landmarks_block(content, source)
 
         def field_list(field: str, default: list[Any]) -> list[Any]:
             value = block.get(field, default)
@@ -603,18 +625,7 @@ class LandmarkSpec:
         names = field_list("names", [])
         pairs = field_list("mirror_pairs", [])
         label_pairs = field_list("label_mirror_pairs", [])
-        bridge_block = block.get("bridge", {})
-        if not isinstance(bridge_block, Mapping):
-            raise LandmarkSpecError(
-                f"{source}: {DATASET_JSON_KEY}.bridge: must be an object (landmark name -> [label names]), "
-                f"got {type(bridge_block).__name__}: {bridge_block!r}"
-            )
-        bridge = list(bridge_block.items())
-        for name, labels in bridge:
-            if not isinstance(labels, list):
-                raise LandmarkSpecError(
-                    f"{source}: {DATASET_JSON_KEY}.bridge[{name!r}]: must be a list of label names, got {labels!r}"
-                )
+        bridge = _bridge_entries(block, source)
         sigma_mm = block.get("sigma_mm", cls.sigma_mm)
         boundary_range_mm = block.get("boundary_range_mm", cls.boundary_range_mm)
         _check_fields(
@@ -637,3 +648,51 @@ class LandmarkSpec:
             sigma_mm=float(sigma_mm),
             boundary_range_mm=float(boundary_range_mm),
         )
+
+
+def _landmarks_block(content: Mapping[str, Any], source: str) -> Mapping[str, Any]:
+    """The ``"landmarks"`` block of ``dataset.json``, checked to be an object of known keys that lists ``names``.
+
+    Raises:
+        LandmarkSpecError: no block, not an object, an unknown key, or no ``names``.
+    """
+    if DATASET_JSON_KEY not in content:
+        raise LandmarkSpecError(
+            f"{source}: no {DATASET_JSON_KEY!r} block; a dataset with landmarks declares them as "
+            f'"{DATASET_JSON_KEY}": {{"names": ["name1", "name2", ...]}} (optional: mirror_pairs, bridge, '
+            "label_mirror_pairs, sigma_mm, boundary_range_mm)"
+        )
+    block = content[DATASET_JSON_KEY]
+    if not isinstance(block, Mapping):
+        raise LandmarkSpecError(
+            f"{source}: {DATASET_JSON_KEY}: must be an object, got {type(block).__name__}: {block!r}"
+        )
+    unknown = [key for key in block if key not in _BLOCK_FIELDS]
+    if unknown:
+        raise LandmarkSpecError(
+            f"{source}: {DATASET_JSON_KEY}: unknown key(s) {unknown}; allowed: {list(_BLOCK_FIELDS)}"
+        )
+    if "names" not in block:
+        raise LandmarkSpecError(f"{source}: {DATASET_JSON_KEY}.names: missing (the list of landmark names)")
+    return block
+
+
+def _bridge_entries(block: Mapping[str, Any], source: str) -> list[tuple[Any, Any]]:
+    """``(landmark name, label names)`` entries of the block's ``bridge`` object (none without one).
+
+    Raises:
+        LandmarkSpecError: ``bridge`` is not an object, or an entry's labels are not a list.
+    """
+    bridge_block = block.get("bridge", {})
+    if not isinstance(bridge_block, Mapping):
+        raise LandmarkSpecError(
+            f"{source}: {DATASET_JSON_KEY}.bridge: must be an object (landmark name -> [label names]), "
+            f"got {type(bridge_block).__name__}: {bridge_block!r}"
+        )
+    bridge = list(bridge_block.items())
+    for name, labels in bridge:
+        if not isinstance(labels, list):
+            raise LandmarkSpecError(
+                f"{source}: {DATASET_JSON_KEY}.bridge[{name!r}]: must be a list of label names, got {labels!r}"
+            )
+    return bridge
