@@ -591,6 +591,18 @@ def _read_our_json(path: Path, source: str, dimension_hint: int | None) -> Landm
             "(add \"dimension\": 2 or 3, or pass dimension=)"
         )
 
+    confidence = _our_json_confidence(content, source, names, first_seen)
+    return _build_set(source, names, rows, dimension, coordinate_system, confidence=confidence)
+
+
+def _our_json_confidence(
+    content: Mapping[str, Any], source: str, names: Sequence[str], first_seen: Mapping[str, str]
+) -> NDArray[np.float64] | None:
+    """The ``confidence`` object as one value per landmark (NaN where not listed), or ``None`` without one.
+
+    Raises:
+        ValueError: ``confidence`` is not an object, names an unknown landmark or holds a non-finite value.
+    """
     confidence = None
     if "confidence" in content:
         confidence_entries = content["confidence"]
@@ -604,7 +616,7 @@ def _read_our_json(path: Path, source: str, dimension_hint: int | None) -> Landm
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{where}: must be a finite number, got {value!r}")
             confidence[names.index(name)] = float(value)
-    return _build_set(source, names, rows, dimension, coordinate_system, confidence=confidence)
+    return confidence
 
 
 def _format_our_json(landmarks: LandmarkSet, coordinate_system: str) -> str:
