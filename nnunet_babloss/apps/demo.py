@@ -162,59 +162,17 @@ def run_demo(settings: DemoSettings, report: Callable[[str], None] = print) -> D
     log_folder = work_dir / "logs"
     log_folder.mkdir(parents=True, exist_ok=True)
     environment = nnunet_environment(work_dir, os.environ)
-    step_seconds: dict[str, float] = {}
 
-    report(f"[dataset] writing a synthetic heterogeneous dataset to {work_dir / 'nnUNet_raw'}")
-    dataset_folder = generate_synthetic_dataset(work_dir / "nnUNet_raw", settings.dataset_id, config=settings.dataset)
-    dataset_json = json.loads((dataset_folder / "dataset.json").read_text())
-    kinds = dataset_json["annotations"]
-    report(
-        "[dataset] {} training cases: {} mask-only, {} landmark-only, {} with both; {} test cases".format(
-            len(kinds), *(sum(kind == k for kind in kinds.values()) for k in ("mask_only", "landmark_only", "both")),
-            settings.dataset.num_test,
-        )
-    )
-    dataset = str(settings.dataset_id)
-    step_seconds["plan and preprocess"] = run_nnunet_step(
-        "plan and preprocess",
-        [nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", dataset, "-c", settings.configuration, "-np", "1",
-         "-npfp", "1", "--verify_dataset_integrity"],
-        environment, log_folder, report,
-    )
-    step_seconds["train"] = run_nnunet_step(
-        "train",
-        [nnunet_command("nnUNetv2_train"), dataset, settings.configuration, str(settings.fold), "-tr", settings.trainer,
-         "-device", settings.device],
-        training_environment(environment), log_folder, report,
-    )
+    dataset_folder, dataset_json = _write_demo_dataset(settings, work_dir, report)
     prediction_folder = work_dir / "predictions"
-    # -npp 0 -nps 0: preprocessing and export in this process; worker processes would each import torch and
-    # nnU-Net again, which costs more than the handful of small test cases.
-    step_seconds["predict"] = run_nnunet_step(
-        "predict",
-        [nnunet_command("nnUNetv2_bab_predict"), "-i", str(dataset_folder / "imagesTs"), "-o", str(prediction_folder),
-         "-d", dataset, "-c", settings.configuration, "-f", str(settings.fold), "-tr", settings.trainer, "-device",
-         settings.device, "-npp", "0", "-nps", "0", "--disable_progress_bar", "--landmark-threshold",
-         f"{settings.landmark_threshold:g}"],
-        environment, log_folder, report,
-    )
+    step_seconds = _run_nnunet_steps(settings, dataset_folder, prediction_folder, environment, log_folder, report)
 
     evaluation_started = time.perf_counter()
     test_cases = list(case_identifiers(dataset_folder / "imagesTs", f"_0000{dataset_json['file_ending']}"))
     training_cases = _fold_training_cases_with_landmarks(dataset_folder, settings.fold)
-    spec = LandmarkSpec.from_dataset_json(dataset_json)
-    baseline_folders: dict[str, Path] = {}
-    baseline_summaries: dict[str, dict] = {}
-    for name, aligned in BASELINES.items():
-        folder = work_dir / "baselines" / name.replace(" ", "_").replace("-", "_")
-        write_mean_shape_predictions(
-            dataset_folder / "landmarksTr", spec, test_cases, folder, training_cases=training_cases, aligned=aligned
-        )
-        baseline_folders[name] = folder
-        baseline_summaries[name] = evaluate_folders(
-            folder, dataset_json, reference_landmarks_folder=dataset_folder / "landmarksTs",
-            output_folder=folder / "evaluation",
-        ).summary["landmarks"]
+    baseline_folders, baseline_summaries = _score_baselines(
+        work_dir, dataset_folder, dataset_json, test_cases, training_cases
+    )
     report(
         f"[baselines] {', '.join(BASELINES)} of the {len(training_cases)} landmark files of fold {settings.fold}'s "
         f"training cases, predicted for every test case ({work_dir / 'baselines'})"
@@ -237,6 +195,85 @@ def run_demo(settings: DemoSettings, report: Callable[[str], None] = print) -> D
         baseline_folders=baseline_folders, baseline_summaries=baseline_summaries, step_seconds=step_seconds,
         total_seconds=time.perf_counter() - started,
     )
+
+
+def _write_demo_dataset(settings: DemoSettings, work_dir: Path, report: Callable[[str], None]) -> tuple[Path, dict]:
+    """Write the synthetic dataset into ``<work_dir>/nnUNet_raw``; return its folder and its ``dataset.json``.
+
+    Raises:
+        FileExistsError: if the work folder already holds the demo dataset.
+    """
+    report(f"[dataset] writing a synthetic heterogeneous dataset to {work_dir / 'nnUNet_raw'}")
+    dataset_folder = generate_synthetic_dataset(work_dir / "nnUNet_raw", settings.dataset_id, config=settings.dataset)
+    dataset_json = json.loads((dataset_folder / "dataset.json").read_text())
+    kinds = dataset_json["annotations"]
+    report(
+        "[dataset] {} training cases: {} mask-only, {} landmark-only, {} with both; {} test cases".format(
+            len(kinds), *(sum(kind == k for kind in kinds.values()) for k in ("mask_only", "landmark_only", "both")),
+            settings.dataset.num_test,
+        )
+    )
+    return dataset_folder, dataset_json
+
+
+def _run_nnunet_steps(
+    settings: DemoSettings,
+    dataset_folder: Path,
+    prediction_folder: Path,
+    environment: Mapping[str, str],
+    log_folder: Path,
+    report: Callable[[str], None],
+) -> dict[str, float]:
+    """Plan and preprocess, train and predict the test images with the nnU-Net commands; return each step's seconds.
+
+    Raises:
+        RuntimeError: if an nnU-Net step fails (the message holds the end of its log).
+    """
+    step_seconds: dict[str, float] = {}
+    dataset = str(settings.dataset_id)
+    step_seconds["plan and preprocess"] = run_nnunet_step(
+        "plan and preprocess",
+        [nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", dataset, "-c", settings.configuration, "-np", "1",
+         "-npfp", "1", "--verify_dataset_integrity"],
+        environment, log_folder, report,
+    )
+    step_seconds["train"] = run_nnunet_step(
+        "train",
+        [nnunet_command("nnUNetv2_train"), dataset, settings.configuration, str(settings.fold), "-tr", settings.trainer,
+         "-device", settings.device],
+        training_environment(environment), log_folder, report,
+    )
+    # -npp 0 -nps 0: preprocessing and export in this process; worker processes would each import torch and
+    # nnU-Net again, which costs more than the handful of small test cases.
+    step_seconds["predict"] = run_nnunet_step(
+        "predict",
+        [nnunet_command("nnUNetv2_bab_predict"), "-i", str(dataset_folder / "imagesTs"), "-o", str(prediction_folder),
+         "-d", dataset, "-c", settings.configuration, "-f", str(settings.fold), "-tr", settings.trainer, "-device",
+         settings.device, "-npp", "0", "-nps", "0", "--disable_progress_bar", "--landmark-threshold",
+         f"{settings.landmark_threshold:g}"],
+        environment, log_folder, report,
+    )
+    return step_seconds
+
+
+def _score_baselines(
+    work_dir: Path, dataset_folder: Path, dataset_json: dict, test_cases: list[str], training_cases: list[str]
+) -> tuple[dict[str, Path], dict[str, dict]]:
+    """Write and evaluate every baseline of :data:`BASELINES`; return their folders and ``"landmarks"`` summaries."""
+    spec = LandmarkSpec.from_dataset_json(dataset_json)
+    baseline_folders: dict[str, Path] = {}
+    baseline_summaries: dict[str, dict] = {}
+    for name, aligned in BASELINES.items():
+        folder = work_dir / "baselines" / name.replace(" ", "_").replace("-", "_")
+        write_mean_shape_predictions(
+            dataset_folder / "landmarksTr", spec, test_cases, folder, training_cases=training_cases, aligned=aligned
+        )
+        baseline_folders[name] = folder
+        baseline_summaries[name] = evaluate_folders(
+            folder, dataset_json, reference_landmarks_folder=dataset_folder / "landmarksTs",
+            output_folder=folder / "evaluation",
+        ).summary["landmarks"]
+    return baseline_folders, baseline_summaries
 
 
 def _fold_training_cases_with_landmarks(dataset_folder: Path, fold: int) -> list[str]:

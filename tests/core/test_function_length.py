@@ -24,7 +24,6 @@ ALLOWED: dict[str, int] = {
     "dataset_conversion/convert.py::_plan_cases": 93,
     "dataset_conversion/cli_convert.py::_build": 86,
     "dataset_conversion/landmark_sources.py::read_hamedan": 86,
-    "nnunet_babloss/apps/demo.py::run_demo": 80,
     # Mirrors nnUNetv2_predict's argument handling step for step (same options, same order of checks).
     "nnunet_babloss/cli/predict.py::predict_with_landmarks": 78,
     # Overrides nnUNetTrainer.get_dataloaders, which is one long method in nnU-Net itself; kept parallel to it so a
