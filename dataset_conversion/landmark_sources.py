@@ -426,21 +426,8 @@ def read_hamedan(
     content = _load_json(path, report)
     if content is None:
         return {}
-    if not isinstance(content, dict) or not isinstance(content.get("cases"), dict):
-        report.error(path, "not a Hamedan landmark file: no 'cases' object")
-        return {}
-    order = content.get("landmark_order")
-    if not isinstance(order, list) or not order:
-        report.error(path, f"landmark_order: must be a non-empty list of names, got {order!r}")
-        return {}
-    for index, name in enumerate(order):
-        problem = landmark_name_problem(name)
-        if problem is not None:
-            report.error(path, f"landmark_order[{index}]: landmark name {problem}, got {name!r}")
-            return {}
-    duplicated = sorted({name for name in order if order.count(name) > 1})
-    if duplicated:
-        report.error(path, f"landmark_order: duplicate landmark name(s) {duplicated}")
+    order = _hamedan_landmark_order(content, path, report)
+    if order is None:
         return {}
     annotators = sorted(
         {key for case in content["cases"].values() if isinstance(case, dict) for key in case if key != "image_size_wh"}
@@ -465,33 +452,7 @@ def read_hamedan(
                 case=case_id,
             )
             continue
-        rows: list[list[float]] = []
-        bad = False
-        for position, (name, value) in enumerate(zip(order, points)):
-            if value is None:
-                missed_by = [
-                    other
-                    for other in annotators
-                    if other not in (annotator, "mean")
-                    and isinstance(case.get(other), list) and len(case[other]) == len(order)
-                    and case[other][position] is None
-                ]
-                report.warning(
-                    path,
-                    f"case {case_id}, annotator {annotator!r}: landmark {name!r} is missing (null"
-                    + (f"; also missed by {missed_by}" if missed_by else "")
-                    + "); it is absent",
-                    case=case_id,
-                )
-                rows.append([math.nan, math.nan])
-                continue
-            point = _pixel_point(value)
-            if point is None:
-                report.error(path, f"cases[{case_id!r}][{annotator!r}] {name!r}: must be [x, y] or null, got {value!r}",
-                             case=case_id)
-                bad = True
-                continue
-            rows.append(point)
+        rows, bad = _hamedan_rows(path, case_id, case, annotator, annotators, order, report)
         duplicate_points = _coincident_points(rows, order)
         if duplicate_points:
             report.warning(
@@ -508,6 +469,71 @@ def read_hamedan(
             tuple(order), np.array(rows, dtype=np.float64), f"{path} (case {case_id})", declared_size, declared_spacing
         )
     return result
+
+
+def _hamedan_landmark_order(content: Any, path: Path, report: ValidationReport) -> list[Any] | None:
+    """The file's ``landmark_order`` once the layout and the names are checked; ``None`` after recording an error."""
+    if not isinstance(content, dict) or not isinstance(content.get("cases"), dict):
+        report.error(path, "not a Hamedan landmark file: no 'cases' object")
+        return None
+    order = content.get("landmark_order")
+    if not isinstance(order, list) or not order:
+        report.error(path, f"landmark_order: must be a non-empty list of names, got {order!r}")
+        return None
+    for index, name in enumerate(order):
+        problem = landmark_name_problem(name)
+        if problem is not None:
+            report.error(path, f"landmark_order[{index}]: landmark name {problem}, got {name!r}")
+            return None
+    duplicated = sorted({name for name in order if order.count(name) > 1})
+    if duplicated:
+        report.error(path, f"landmark_order: duplicate landmark name(s) {duplicated}")
+        return None
+    return order
+
+
+def _hamedan_rows(
+    path: Path,
+    case_id: str,
+    case: dict[str, Any],
+    annotator: str,
+    annotators: Sequence[str],
+    order: Sequence[str],
+    report: ValidationReport,
+) -> tuple[list[list[float]], bool]:
+    """One case's ``[x, y]`` rows of ``annotator`` (NaN for a null point, with a warning) and whether a point was bad.
+
+    A point that is neither ``[x, y]`` nor ``null`` is recorded as an error and left out of the rows.
+    """
+    points = case[annotator]
+    rows: list[list[float]] = []
+    bad = False
+    for position, (name, value) in enumerate(zip(order, points)):
+        if value is None:
+            missed_by = [
+                other
+                for other in annotators
+                if other not in (annotator, "mean")
+                and isinstance(case.get(other), list) and len(case[other]) == len(order)
+                and case[other][position] is None
+            ]
+            report.warning(
+                path,
+                f"case {case_id}, annotator {annotator!r}: landmark {name!r} is missing (null"
+                + (f"; also missed by {missed_by}" if missed_by else "")
+                + "); it is absent",
+                case=case_id,
+            )
+            rows.append([math.nan, math.nan])
+            continue
+        point = _pixel_point(value)
+        if point is None:
+            report.error(path, f"cases[{case_id!r}][{annotator!r}] {name!r}: must be [x, y] or null, got {value!r}",
+                         case=case_id)
+            bad = True
+            continue
+        rows.append(point)
+    return rows, bad
 
 
 def _coincident_points(rows: Sequence[Sequence[float]], names: Sequence[str]) -> list[list[str]]:
