@@ -28,6 +28,8 @@ from nnunet_babloss.core.provenance import read_json
 
 if TYPE_CHECKING:
     from dataset_conversion.convert import ConversionInputs, ConversionSettings
+    from dataset_conversion.landmark_sources import LandmarkSource
+    from dataset_conversion.masks import MaskSource
     from dataset_conversion.validation import ValidationReport
 
 __all__ = ["build_parser", "main", "parse_pairs", "print_warnings"]
@@ -228,48 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _build(args: argparse.Namespace) -> tuple[ConversionInputs, ConversionSettings]:
     """``(ConversionInputs, ConversionSettings)`` from the parsed arguments."""
     from dataset_conversion.convert import ConversionInputs, ConversionSettings, LandmarkOptions
-    from dataset_conversion.landmark_sources import HamedanFile, LabelCentroids, LandmarkFolder, NameMapping
-    from dataset_conversion.masks import BinaryMaskFolders, BitFlagMasks, LabelMapMasks
+    from dataset_conversion.landmark_sources import NameMapping
 
-    mask_kinds = [name for name, value in (("--masks", args.masks), ("--mask-bits", args.mask_bits),
-                                           ("--binary-mask", args.binary_mask)) if value]
-    if len(mask_kinds) > 1:
-        raise ValueError(f"give one kind of masks, got {mask_kinds}")
-    masks = None
-    if args.masks is not None:
-        if (args.labels is None) == (args.labels_json is None):
-            raise ValueError("--masks needs the label values: give --labels NAME=VALUE ... or --labels-json FILE")
-        labels = _int_pairs(args.labels, "--labels") if args.labels else _labels_json(args.labels_json)
-        masks = LabelMapMasks(args.masks, labels, unlisted=args.unlisted_labels)
-    elif args.mask_bits is not None:
-        if not args.bits:
-            raise ValueError("--mask-bits needs --bits NAME=BIT ...")
-        masks = BitFlagMasks(args.mask_bits, _int_pairs(args.bits, "--bits"))
-    elif args.binary_mask:
-        masks = BinaryMaskFolders({name: Path(folder) for name, folder in parse_pairs(args.binary_mask,
-                                                                                     "--binary-mask").items()})
-    for option, value, needs in (("--labels", args.labels, args.masks), ("--labels-json", args.labels_json, args.masks),
-                                 ("--bits", args.bits, args.mask_bits)):
-        if value and needs is None:
-            raise ValueError(f"{option} is given without the mask folder it describes")
-
-    landmark_kinds = [name for name, value in (("--landmarks", args.landmarks), ("--hamedan", args.hamedan),
-                                               ("--centroid-landmarks", args.centroid_landmarks)) if value]
-    if len(landmark_kinds) > 1:
-        raise ValueError(f"give one landmark source, got {landmark_kinds}")
-    landmarks = None
-    if args.landmarks is not None:
-        landmarks = LandmarkFolder(
-            args.landmarks, args.landmark_format, name_field=args.name_field, duplicates=args.duplicates,
-            isbi_names=tuple(args.isbi_names) if args.isbi_names else None,
-        )
-    elif args.hamedan is not None:
-        landmarks = HamedanFile(args.hamedan, annotator=args.annotator)
-    elif args.centroid_landmarks:
-        if args.masks is None:
-            raise ValueError("--centroid-landmarks takes the centroids of labels of the --masks label maps")
-        landmarks = LabelCentroids(args.masks, _int_pairs(args.centroid_landmarks, "--centroid-landmarks"))
-
+    masks = _mask_source(args)
+    landmarks = _landmark_source(args)
     bridge = {
         pattern: tuple(label.strip() for label in labels.split(",") if label.strip())
         for pattern, labels in parse_pairs(args.bridge, "--bridge").items()
@@ -313,6 +277,65 @@ def _build(args: argparse.Namespace) -> tuple[ConversionInputs, ConversionSettin
         progress=not args.no_progress,
     )
     return inputs, settings
+
+
+def _mask_source(args: argparse.Namespace) -> MaskSource | None:
+    """The masks of ``--masks``, ``--mask-bits`` or ``--binary-mask`` (at most one), or ``None``.
+
+    Raises:
+        ValueError: two kinds of masks, label values or bits missing, or label options without their mask folder.
+    """
+    from dataset_conversion.masks import BinaryMaskFolders, BitFlagMasks, LabelMapMasks
+
+    mask_kinds = [name for name, value in (("--masks", args.masks), ("--mask-bits", args.mask_bits),
+                                           ("--binary-mask", args.binary_mask)) if value]
+    if len(mask_kinds) > 1:
+        raise ValueError(f"give one kind of masks, got {mask_kinds}")
+    masks = None
+    if args.masks is not None:
+        if (args.labels is None) == (args.labels_json is None):
+            raise ValueError("--masks needs the label values: give --labels NAME=VALUE ... or --labels-json FILE")
+        labels = _int_pairs(args.labels, "--labels") if args.labels else _labels_json(args.labels_json)
+        masks = LabelMapMasks(args.masks, labels, unlisted=args.unlisted_labels)
+    elif args.mask_bits is not None:
+        if not args.bits:
+            raise ValueError("--mask-bits needs --bits NAME=BIT ...")
+        masks = BitFlagMasks(args.mask_bits, _int_pairs(args.bits, "--bits"))
+    elif args.binary_mask:
+        masks = BinaryMaskFolders({name: Path(folder) for name, folder in parse_pairs(args.binary_mask,
+                                                                                     "--binary-mask").items()})
+    for option, value, needs in (("--labels", args.labels, args.masks), ("--labels-json", args.labels_json, args.masks),
+                                 ("--bits", args.bits, args.mask_bits)):
+        if value and needs is None:
+            raise ValueError(f"{option} is given without the mask folder it describes")
+    return masks
+
+
+def _landmark_source(args: argparse.Namespace) -> LandmarkSource | None:
+    """The landmarks of ``--landmarks``, ``--hamedan`` or ``--centroid-landmarks`` (at most one), or ``None``.
+
+    Raises:
+        ValueError: two landmark sources, or ``--centroid-landmarks`` without ``--masks``.
+    """
+    from dataset_conversion.landmark_sources import HamedanFile, LabelCentroids, LandmarkFolder
+
+    landmark_kinds = [name for name, value in (("--landmarks", args.landmarks), ("--hamedan", args.hamedan),
+                                               ("--centroid-landmarks", args.centroid_landmarks)) if value]
+    if len(landmark_kinds) > 1:
+        raise ValueError(f"give one landmark source, got {landmark_kinds}")
+    landmarks = None
+    if args.landmarks is not None:
+        landmarks = LandmarkFolder(
+            args.landmarks, args.landmark_format, name_field=args.name_field, duplicates=args.duplicates,
+            isbi_names=tuple(args.isbi_names) if args.isbi_names else None,
+        )
+    elif args.hamedan is not None:
+        landmarks = HamedanFile(args.hamedan, annotator=args.annotator)
+    elif args.centroid_landmarks:
+        if args.masks is None:
+            raise ValueError("--centroid-landmarks takes the centroids of labels of the --masks label maps")
+        landmarks = LabelCentroids(args.masks, _int_pairs(args.centroid_landmarks, "--centroid-landmarks"))
+    return landmarks
 
 
 def print_warnings(report: ValidationReport, stream: TextIO | None = None) -> None:
