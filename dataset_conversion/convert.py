@@ -300,35 +300,10 @@ def _plan_cases(
     inputs: ConversionInputs, settings: ConversionSettings, report: ValidationReport
 ) -> list[_CasePlan]:
     """Match images, masks and landmark files by case; record missing and orphan files."""
-    channel_files: list[dict[str, Path]] = []
-    listing_failed = False
-    for folder in inputs.image_folders:
-        try:
-            channel_files.append(list_case_files(folder))
-        except (FileNotFoundError, ValueError) as error:
-            report.error(folder, str(error).removeprefix(f"{folder}: "))
-            channel_files.append({})
-            listing_failed = True
-    if listing_failed:
+    channel_files = _list_channel_files(inputs, report)
+    if channel_files is None:
         return []  # without the images, every mask and landmark file would look orphaned
-    cases = list(channel_files[0])
-    if not cases:
-        report.error(
-            inputs.image_folders[0], "no image files found (PNG, JPEG, TIFF, BMP, NIfTI, MHA/MHD, NRRD, DICOM)"
-        )
-    if inputs.cases is not None:
-        unknown = [case_id for case_id in inputs.cases if case_id not in channel_files[0]]
-        for case_id in unknown:
-            report.error(inputs.image_folders[0], f"case {case_id!r} was requested but has no image", case=case_id)
-        cases = [case_id for case_id in sorted(inputs.cases) if case_id in channel_files[0]]
-    for channel, files in enumerate(channel_files[1:], start=1):
-        for case_id in cases:
-            if case_id not in files:
-                report.error(inputs.image_folders[channel], f"no image of channel {channel} for case {case_id!r}",
-                             case=case_id)
-        for case_id in sorted(set(files) - set(channel_files[0])):
-            report.error(files[case_id], f"channel {channel} image without a channel 0 image (case {case_id!r})",
-                         case=case_id)
+    cases = _image_cases(inputs, channel_files, report)
 
     mask_files = inputs.masks.case_files(report) if inputs.masks is not None else {}
     landmark_files = inputs.landmarks.case_files(report) if inputs.landmarks is not None else {}
@@ -357,42 +332,95 @@ def _plan_cases(
             mask_file=mask_files.get(case_id),
             landmark_file=landmark_files.get(case_id),
         )
-        has_mask, has_landmarks = plan.mask_file is not None, plan.landmark_file is not None
-        if plan.test:
-            plan.use_mask, plan.use_landmarks = has_mask, has_landmarks
-        elif kinds is not None and case_id in kinds:
-            plan.use_mask = kinds[case_id] in ("both", "mask_only")
-            plan.use_landmarks = kinds[case_id] in ("both", "landmark_only")
-            needed = [
-                what
-                for what, wanted, present in (("mask", plan.use_mask, has_mask),
-                                              ("landmark file", plan.use_landmarks, has_landmarks))
-                if wanted and not present
-            ]
-            for what in needed:
-                report.error(plan.images[0], f"case {case_id!r} is {kinds[case_id]!r} but has no {what}",
-                             case=case_id)
-        else:
-            plan.use_mask, plan.use_landmarks = has_mask, has_landmarks
-            lacking = [
-                what
-                for what, source_given, present in (("mask", inputs.masks is not None, has_mask),
-                                                    ("landmark file", inputs.landmarks is not None, has_landmarks))
-                if source_given and not present
-            ]
-            if lacking and not settings.partial:
-                report.error(
-                    plan.images[0],
-                    f"case {case_id!r} has no {' and no '.join(lacking)} (pass --partial if some cases are meant to "
-                    "lack annotations)",
-                    case=case_id,
-                )
-            elif not has_mask and not has_landmarks:
-                report.error(plan.images[0], f"case {case_id!r} has neither a mask nor landmarks", case=case_id)
+        _choose_annotations(plan, inputs, settings, kinds, report)
         plans.append(plan)
     if inputs.masks is None and inputs.landmarks is None:
         report.error("", "nothing to train on: give masks, landmarks or both")
     return plans
+
+
+def _list_channel_files(inputs: ConversionInputs, report: ValidationReport) -> list[dict[str, Path]] | None:
+    """``{case: image file}`` of every image folder (one per channel); ``None`` if a folder could not be listed."""
+    channel_files: list[dict[str, Path]] = []
+    listing_failed = False
+    for folder in inputs.image_folders:
+        try:
+            channel_files.append(list_case_files(folder))
+        except (FileNotFoundError, ValueError) as error:
+            report.error(folder, str(error).removeprefix(f"{folder}: "))
+            channel_files.append({})
+            listing_failed = True
+    if listing_failed:
+        return None
+    return channel_files
+
+
+def _image_cases(
+    inputs: ConversionInputs, channel_files: list[dict[str, Path]], report: ValidationReport
+) -> list[str]:
+    """The cases to convert (those with a channel 0 image, or the requested ones); record missing channel images."""
+    cases = list(channel_files[0])
+    if not cases:
+        report.error(
+            inputs.image_folders[0], "no image files found (PNG, JPEG, TIFF, BMP, NIfTI, MHA/MHD, NRRD, DICOM)"
+        )
+    if inputs.cases is not None:
+        unknown = [case_id for case_id in inputs.cases if case_id not in channel_files[0]]
+        for case_id in unknown:
+            report.error(inputs.image_folders[0], f"case {case_id!r} was requested but has no image", case=case_id)
+        cases = [case_id for case_id in sorted(inputs.cases) if case_id in channel_files[0]]
+    for channel, files in enumerate(channel_files[1:], start=1):
+        for case_id in cases:
+            if case_id not in files:
+                report.error(inputs.image_folders[channel], f"no image of channel {channel} for case {case_id!r}",
+                             case=case_id)
+        for case_id in sorted(set(files) - set(channel_files[0])):
+            report.error(files[case_id], f"channel {channel} image without a channel 0 image (case {case_id!r})",
+                         case=case_id)
+    return cases
+
+
+def _choose_annotations(
+    plan: _CasePlan,
+    inputs: ConversionInputs,
+    settings: ConversionSettings,
+    kinds: Mapping[str, str] | None,
+    report: ValidationReport,
+) -> None:
+    """Set which of its mask and landmarks a case uses; record annotations its kind needs but the case lacks."""
+    case_id = plan.case_id
+    has_mask, has_landmarks = plan.mask_file is not None, plan.landmark_file is not None
+    if plan.test:
+        plan.use_mask, plan.use_landmarks = has_mask, has_landmarks
+    elif kinds is not None and case_id in kinds:
+        plan.use_mask = kinds[case_id] in ("both", "mask_only")
+        plan.use_landmarks = kinds[case_id] in ("both", "landmark_only")
+        needed = [
+            what
+            for what, wanted, present in (("mask", plan.use_mask, has_mask),
+                                          ("landmark file", plan.use_landmarks, has_landmarks))
+            if wanted and not present
+        ]
+        for what in needed:
+            report.error(plan.images[0], f"case {case_id!r} is {kinds[case_id]!r} but has no {what}",
+                         case=case_id)
+    else:
+        plan.use_mask, plan.use_landmarks = has_mask, has_landmarks
+        lacking = [
+            what
+            for what, source_given, present in (("mask", inputs.masks is not None, has_mask),
+                                                ("landmark file", inputs.landmarks is not None, has_landmarks))
+            if source_given and not present
+        ]
+        if lacking and not settings.partial:
+            report.error(
+                plan.images[0],
+                f"case {case_id!r} has no {' and no '.join(lacking)} (pass --partial if some cases are meant to "
+                "lack annotations)",
+                case=case_id,
+            )
+        elif not has_mask and not has_landmarks:
+            report.error(plan.images[0], f"case {case_id!r} has neither a mask nor landmarks", case=case_id)
 
 
 def _load_landmarks(
