@@ -20,7 +20,6 @@ ALLOWED: dict[str, int] = {
     # argparse declarations: a flat list of options, one add_argument each; splitting scatters the --help order.
     "dataset_conversion/cli_convert.py::build_parser": 106,
     "pseudo_labels/cli.py::build_parser": 76,
-    # Not split yet (issue 18 item 4 did the user-facing pipelines first); candidates for the next pass.
     # Mirrors nnUNetv2_predict's argument handling step for step (same options, same order of checks).
     "nnunet_babloss/cli/predict.py::predict_with_landmarks": 78,
     # Overrides nnUNetTrainer.get_dataloaders, which is one long method in nnU-Net itself; kept parallel to it so a
