@@ -1,6 +1,6 @@
 """JSRT heterogeneous partial-label study: does the bridge help?
 
-Six variants, all trained with the stock ``nnUNetv2_train`` on the same 2D configuration (``--spacing`` mm/px,
+Six variants by default (two more on request), all trained with the stock ``nnUNetv2_train`` on the same 2D configuration (``--spacing`` mm/px,
 whole-image patch, fixed batch) and schedule, on the training part of ``jsrt_512`` (its ``splits.json`` says which
 cases are mask-only, landmark-only or both):
 
@@ -17,6 +17,8 @@ variant                     training data                                     tr
 ``both_babloss``            both annotations on every training case           BaBLossTrainer (upper bound)
 ``both_denseseg``           both annotations on every training case           DenseSegTrainer (uv maps; not
                                                                               in the default list)
+``seg_only_upright``        cases with masks (mask-only + both)               nnUNetTrainerUprightAugmentation
+                                                                              (not in the default list)
 ==========================  ================================================  =============================
 
 A stratified validation part (``--val-fraction`` of each partial-label group, both annotations kept) is held out of
@@ -33,10 +35,13 @@ mean shape of the landmark-annotated training cases of its own dataset (fold 0 o
 variants whose landmark cases are the same share one row). A model worse than its mean shape gets a line starting
 with ``WARNING:`` in the report and on stderr.
 
-nnU-Net's 2D default rotates by up to 180 degrees and mirrors every axis. All variants here keep the rotations but
-do not flip left-right: JSRT's right- and left-lung landmarks cannot be paired (44 vs 50 points) and its labels are
-sided (``nnunet_babloss/nnunet/mirroring.py``); the segmentation-only variant uses
-``nnUNetTrainerNoLateralMirroring`` for the same reason, so every variant sees the same augmentation.
+Augmentation differs between the segmentation-only and the landmark variants. nnU-Net's 2D default rotates by up
+to 180 degrees, scales by 0.7-1.4 and mirrors every axis; ``seg_only`` keeps that but does not flip left-right
+(``nnUNetTrainerNoLateralMirroring``: JSRT's labels are sided, ``nnunet_babloss/nnunet/mirroring.py``). The landmark
+trainers use their own defaults (rotation +-10 degrees, scaling 0.9-1.1, and no flips at all, since JSRT's right-
+and left-lung landmarks cannot be paired, 44 vs 50 points). ``seg_only_upright`` is the segmentation-only model with
+the landmark trainers' augmentation (``nnunet_babloss/nnunet/upright_augmentation.py``): against it, a mixed variant
+differs only by its landmark task.
 
 Outputs (``--results-dir``, default ``benchmarks/results``): ``jsrt_study.md`` and ``jsrt_study.json`` (per
 structure Dice/HD95/NSD@1 mm, landmark MRE ± SD and SDR@2/2.5/3/4 mm overall and per landmark group, mean ± SD over
@@ -88,6 +93,7 @@ from study_common import (  # noqa: E402 (adds the repository to sys.path)
     write_single_split,
     write_study_trainers,
     HEATMAP_LOSS_BASES,
+    SEGMENTATION_ONLY_BASES,
     add_heatmap_options,
     effective_heatmap_settings,
     heatmap_attributes,
@@ -141,8 +147,11 @@ VARIANTS = (
     Variant("mix_pseudo_babloss", "pseudo", "BaBLossTrainer", "BaBLossTrainer, mix + contour pseudo masks"),
     Variant("both_babloss", "both", "BaBLossTrainer", "BaBLossTrainer, both annotations (upper bound)"),
     Variant("both_denseseg", "both", "DenseSegTrainer", "DenseSegTrainer (uv maps), both annotations (issue #8)"),
+    Variant("seg_only_upright", "seg", "nnUNetTrainerUprightAugmentation",
+            "nnUNetTrainer with the landmark trainers' augmentation (rotation +-10 deg, scaling 0.9-1.1, no flips), "
+            "cases with masks"),
 )
-DEFAULT_VARIANTS = tuple(variant.name for variant in VARIANTS[:6])
+DEFAULT_VARIANTS = ("seg_only", "landmarks_only", "mix_heatmap", "mix_babloss", "mix_pseudo_babloss", "both_babloss")
 VARIANT_NAMES = tuple(variant.name for variant in VARIANTS)
 
 PUBLISHED = (
@@ -274,6 +283,9 @@ def per_case_values(output: Path) -> dict[str, dict[str, float]]:
 COMPARISONS = (
     ("mix_babloss", "mix_heatmap"),
     ("mix_babloss", "seg_only"),
+    ("mix_heatmap", "seg_only_upright"),
+    ("mix_babloss", "seg_only_upright"),
+    ("seg_only_upright", "seg_only"),
     ("mix_babloss", "landmarks_only"),
     ("mix_pseudo_babloss", "mix_babloss"),
     ("mix_pseudo_babloss", "seg_only"),
@@ -326,7 +338,7 @@ def score_baselines(variants: Sequence[Variant], ids: dict[str, int], environmen
     """
     groups: dict[tuple[str, ...], dict] = {}
     for variant in variants:
-        if variant.trainer == "nnUNetTrainer":
+        if variant.trainer in SEGMENTATION_ONLY_BASES:
             continue
         dataset_id = ids[variant.dataset]
         landmarks = raw_folder(environment, dataset_id) / "landmarksTr"
@@ -390,11 +402,11 @@ def predict_test(variant: Variant, dataset_id: int, trainer: str, environment: d
                  output: Path, log_folder: Path) -> None:
     if any(output.glob("*.png")):
         return
-    command = "nnUNetv2_predict" if variant.trainer == "nnUNetTrainer" else "nnUNetv2_bab_predict"
+    command = "nnUNetv2_predict" if variant.trainer in SEGMENTATION_ONLY_BASES else "nnUNetv2_bab_predict"
     run_logged([nnunet_command(command), "-i", str(test_raw / "imagesTs"), "-o", str(output), "-d", str(dataset_id),
                 "-c", STUDY_CONFIGURATION, "-f", "0", "-tr", trainer, "-device", environment["_device"],
                 "-chk", "checkpoint_final.pth",
-                *([] if variant.trainer == "nnUNetTrainer" else ["--landmark-threshold", "0"])],
+                *([] if variant.trainer in SEGMENTATION_ONLY_BASES else ["--landmark-threshold", "0"])],
                {k: v for k, v in environment.items() if k != "_device"},
                log_folder / f"predict_test_{variant.name}_{trainer}.log")
 
@@ -694,7 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings_warnings.append(settings_warning(f"{variant.name} seed {seed}", effective, fold))
             dataset_raw = raw_folder(environment, dataset_id)
             dataset_json = json.loads((dataset_raw / "dataset.json").read_text())
-            with_landmarks = variant.trainer != "nnUNetTrainer"
+            with_landmarks = variant.trainer not in SEGMENTATION_ONLY_BASES
             scores = {"validation": score(
                 fold / "validation", dataset_json,
                 labels=dataset_raw / "labelsTr" if variant.name != "landmarks_only" else None,

@@ -44,6 +44,7 @@ SDR_THRESHOLDS_MM = (2.0, 2.5, 3.0, 4.0)
 #: Trainer bases a study can use; the generated classes add the study schedule and a seed.
 TRAINER_BASES = {
     "nnUNetTrainer": ("nnunet_babloss.nnunet.mirroring", "nnUNetTrainerNoLateralMirroring"),
+    "nnUNetTrainerUprightAugmentation": ("nnunet_babloss.nnunet.upright_augmentation", "nnUNetTrainerUprightAugmentation"),
     "HeatmapTrainer": ("nnunet_babloss.trainers", "HeatmapTrainer"),
     "BaBLossTrainer": ("nnunet_babloss.trainers", "BaBLossTrainer"),
     "DenseSegTrainer": ("nnunet_babloss.denseseg.trainer", "DenseSegTrainer"),
@@ -90,6 +91,8 @@ def trainer_class_name(base: str, seed: int) -> str:
 
 #: Bases trained with a heatmap loss (``HeatmapTrainer.heatmap_loss_kind``).
 HEATMAP_LOSS_BASES = ("HeatmapTrainer", "BaBLossTrainer")
+#: Segmentation-only bases: predicted with nnUNetv2_predict, no landmarks scored, no schedule settings of their own.
+SEGMENTATION_ONLY_BASES = ("nnUNetTrainer", "nnUNetTrainerUprightAugmentation")
 HEATMAP_LOSSES = HEATMAP_LOSS_KINDS
 
 #: ``--augmentation nnunet``: the heatmap trainers' attributes that restore nnU-Net's segmentation-style sampling and
@@ -249,11 +252,11 @@ def write_study_trainers(
         _, name = TRAINER_BASES[base]
         for seed in seeds:
             lines += ["", f"class {trainer_class_name(base, seed)}(_StudySchedule, {name}):", f"    schedule_seed = {seed}"]
-            if base != "nnUNetTrainer":  # score every landmark (argmax), missed ones would bias the MRE
+            if base not in SEGMENTATION_ONLY_BASES:  # score every landmark (argmax), missed ones would bias the MRE
                 lines.append("    validation_landmark_threshold = 0.0")
             if base in HEATMAP_LOSS_BASES:
                 lines += [f"    {attribute} = {value!r}" for attribute, value in sorted(heatmap_attributes.items())]
-            if base == "nnUNetTrainer":  # the stock trainer does not apply schedule settings by itself
+            if base in SEGMENTATION_ONLY_BASES:  # the stock trainer does not apply schedule settings by itself
                 lines += [
                     "    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device('cuda')):",
                     "        super().__init__(plans, configuration, fold, dataset_json, device)",

@@ -24,5 +24,6 @@ TRAINER_NAMES: tuple[str, ...] = (
     "HeatmapTrainer",
     "HeatmapTrainer_BabDemo",
     "nnUNetTrainerNoLateralMirroring",
+    "nnUNetTrainerUprightAugmentation",
     "nnUNetTrainer_BabDemo",
 )

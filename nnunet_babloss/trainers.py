@@ -1,7 +1,7 @@
 """Every trainer class of the package, by name: the one list that ``ext_trainers/`` re-exports to nnU-Net.
 
 The method trainers live in their method's folder (``babloss/``, ``denseseg/``, ``gazesup/``, ``pretraining/``), the
-base :class:`HeatmapTrainer` and the lateral-mirroring trainer in the nnU-Net glue (``nnunet/``). This module adds the
+base :class:`HeatmapTrainer` and the lateral-mirroring and upright-augmentation trainers in the nnU-Net glue (``nnunet/``). This module adds the
 ``*_BabDemo`` schedule variants (subclasses that only change class attributes) for the demo and the smoke tests.
 """
 
@@ -21,6 +21,7 @@ from nnunet_babloss.gazesup.trainer import GazeSupTrainer
 from nnunet_babloss.nnunet.heatmap_trainer import HeatmapTrainer
 from nnunet_babloss.nnunet.mirroring import nnUNetTrainerNoLateralMirroring
 from nnunet_babloss.nnunet.schedules import DemoSchedule, ScheduleSettings
+from nnunet_babloss.nnunet.upright_augmentation import nnUNetTrainerUprightAugmentation
 from nnunet_babloss.pretraining.trainer import BoundaryPretrainer, BoundaryPretrainer_released
 from nnunet_babloss.trainer_names import TRAINER_NAMES
 

@@ -26,10 +26,8 @@ import torch
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
-from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 from nnunetv2.paths import nnUNet_raw
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
@@ -55,6 +53,7 @@ from nnunet_babloss.nnunet.plans import landmark_spec_from_plans, store_landmark
 from nnunet_babloss.nnunet.checkpoint_selection import SelectionScoreCheckpointing
 from nnunet_babloss.nnunet.mirroring import LateralMirroringGuard
 from nnunet_babloss.nnunet.schedules import ScheduleSettings
+from nnunet_babloss.nnunet.upright_augmentation import bounded_rotation, with_spatial_scaling
 
 __all__ = [
     "NO_MIRROR_PAIRS_PROBLEM",
@@ -212,13 +211,7 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
         rotation, dummy_2d, initial_patch_size, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         patch_size = self.configuration_manager.patch_size
         if self.landmark_rotation_deg is not None:
-            angle = math.radians(float(self.landmark_rotation_deg))
-            rotation = (-angle, angle)
-            dimension = len(patch_size)
-            # nnU-Net's own rule for the initial patch (its fixed 0.85-1.25 scale margin), at the new rotation.
-            initial_patch_size = get_patch_size(patch_size[-dimension:], rotation, rotation, rotation, (0.85, 1.25))
-            if dummy_2d:
-                initial_patch_size[0] = patch_size[0]
+            rotation, initial_patch_size = bounded_rotation(patch_size, self.landmark_rotation_deg, dummy_2d)
         lateral_axes = self._lateral_patch_axes()
         if self.mirror_only_lateral:
             mirror_axes = tuple(axis for axis in mirror_axes if axis in lateral_axes)
@@ -242,11 +235,7 @@ class HeatmapTrainer(LateralMirroringGuard, SelectionScoreCheckpointing, Schedul
     def get_training_transforms_with_landmark_scaling(self, *args, **kwargs) -> BasicTransform:
         """nnU-Net's training transforms with the scaling range set to ``landmark_scaling`` (when not ``None``)."""
         transforms = self.get_training_transforms(*args, **kwargs)
-        if self.landmark_scaling is not None:
-            for transform in _walk_transforms(transforms):
-                if isinstance(transform, SpatialTransform):
-                    transform.scaling = tuple(float(value) for value in self.landmark_scaling)
-        return transforms
+        return transforms if self.landmark_scaling is None else with_spatial_scaling(transforms, self.landmark_scaling)
 
     def _lateral_patch_axes(self) -> tuple[int, ...]:
         """Patch axes along which a flip exchanges left and right (empty without mirror pairs)."""
@@ -656,12 +645,3 @@ def _zero_like_graph(output: Tensor | list[Tensor]) -> Tensor:
     return sum(tensor.float().sum() for tensor in tensors) * 0.0
 
 
-def _walk_transforms(transform: BasicTransform):
-    """``transform`` and every transform nested in it (batchgeneratorsv2 containers hold a ``transforms`` or
-    ``list_of_transforms`` list, or one ``transform``)."""
-    yield transform
-    for child in (getattr(transform, "transforms", None) or []) + (getattr(transform, "list_of_transforms", None) or []):
-        yield from _walk_transforms(child)
-    inner = getattr(transform, "transform", None)
-    if isinstance(inner, BasicTransform):
-        yield from _walk_transforms(inner)

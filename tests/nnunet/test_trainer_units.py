@@ -145,7 +145,7 @@ def test_landmark_augmentation_is_bounded_and_overridable(nnunet_paths) -> None:
     """Default rotation +-10 deg and scaling 0.9-1.1 reach the SpatialTransform; ``None`` restores nnU-Net's."""
     from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 
-    from nnunet_babloss.nnunet.heatmap_trainer import _walk_transforms
+    from nnunet_babloss.nnunet.upright_augmentation import walk_transforms
 
     for rotation_deg, scaling, expected_rotation, expected_scaling in (
         (10.0, (0.9, 1.1), math.radians(10), (0.9, 1.1)),
@@ -157,9 +157,31 @@ def test_landmark_augmentation_is_bounded_and_overridable(nnunet_paths) -> None:
         transforms = trainer.get_training_transforms_with_landmark_scaling(
             trainer.configuration_manager.patch_size, rotation, None, mirror_axes, dummy_2d,
         )
-        spatial = [t for t in _walk_transforms(transforms) if isinstance(t, SpatialTransform)]
+        spatial = [t for t in walk_transforms(transforms) if isinstance(t, SpatialTransform)]
         assert len(spatial) == 1 and tuple(spatial[0].scaling) == pytest.approx(expected_scaling)
         assert tuple(spatial[0].rotation) == pytest.approx((-expected_rotation, expected_rotation))
+
+
+def test_upright_segmentation_trainer_has_the_landmark_trainers_augmentation(nnunet_paths) -> None:
+    """The JSRT study's segmentation-only reference must differ from the landmark trainers only by the landmark
+    task: rotation +-10 deg, scaling 0.9-1.1 in its SpatialTransform, no flips in training nor at test time."""
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+
+    from nnunet_babloss.nnunet.upright_augmentation import nnUNetTrainerUprightAugmentation, walk_transforms
+
+    trainer = _trainer(nnUNetTrainerUprightAugmentation, nnunet_paths)
+    landmark_trainer = _trainer(HeatmapTrainer, nnunet_paths, mirror_only_lateral=True)
+    landmark_trainer.landmark_spec = dataclasses.replace(landmark_trainer.landmark_spec, mirror_pairs=())
+    rotation, dummy_2d, initial, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    landmark_rotation, _, landmark_initial, landmark_axes = (
+        landmark_trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    )
+    assert (rotation, list(initial), tuple(mirror_axes)) == (landmark_rotation, list(landmark_initial), tuple(landmark_axes))
+    assert rotation[1] == pytest.approx(math.radians(10)) and tuple(mirror_axes) == ()
+    assert trainer.inference_allowed_mirroring_axes is None
+    transforms = trainer.get_training_transforms(trainer.configuration_manager.patch_size, rotation, None, mirror_axes, dummy_2d)
+    spatial = [t for t in walk_transforms(transforms) if isinstance(t, SpatialTransform)]
+    assert len(spatial) == 1 and tuple(spatial[0].scaling) == pytest.approx((0.9, 1.1))
 
 
 def test_stock_trainer_without_lateral_mirroring_keeps_the_other_axes(nnunet_paths) -> None:
