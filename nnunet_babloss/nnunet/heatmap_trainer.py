@@ -643,5 +643,3 @@ def _zero_like_graph(output: Tensor | list[Tensor]) -> Tensor:
     """A zero loss that keeps ``output`` (a tensor or deep-supervision list) in the autograd graph."""
     tensors = output if isinstance(output, (list, tuple)) else [output]
     return sum(tensor.float().sum() for tensor in tensors) * 0.0
-
-
