@@ -287,10 +287,8 @@ def _mask_source(args: argparse.Namespace) -> MaskSource | None:
     """
     from dataset_conversion.masks import BinaryMaskFolders, BitFlagMasks, LabelMapMasks
 
-    mask_kinds = [name for name, value in (("--masks", args.masks), ("--mask-bits", args.mask_bits),
-                                           ("--binary-mask", args.binary_mask)) if value]
-    if len(mask_kinds) > 1:
-        raise ValueError(f"give one kind of masks, got {mask_kinds}")
+    _at_most_one((("--masks", args.masks), ("--mask-bits", args.mask_bits), ("--binary-mask", args.binary_mask)),
+                 "give one kind of masks")
     masks = None
     if args.masks is not None:
         if (args.labels is None) == (args.labels_json is None):
@@ -311,6 +309,13 @@ def _mask_source(args: argparse.Namespace) -> MaskSource | None:
     return masks
 
 
+def _at_most_one(options: Sequence[tuple[str, object]], problem: str) -> None:
+    """Raise ``ValueError("<problem>, got [<options given>]")`` when more than one of ``(name, value)`` is given."""
+    given = [name for name, value in options if value]
+    if len(given) > 1:
+        raise ValueError(f"{problem}, got {given}")
+
+
 def _landmark_source(args: argparse.Namespace) -> LandmarkSource | None:
     """The landmarks of ``--landmarks``, ``--hamedan`` or ``--centroid-landmarks`` (at most one), or ``None``.
 
@@ -319,10 +324,8 @@ def _landmark_source(args: argparse.Namespace) -> LandmarkSource | None:
     """
     from dataset_conversion.landmark_sources import HamedanFile, LabelCentroids, LandmarkFolder
 
-    landmark_kinds = [name for name, value in (("--landmarks", args.landmarks), ("--hamedan", args.hamedan),
-                                               ("--centroid-landmarks", args.centroid_landmarks)) if value]
-    if len(landmark_kinds) > 1:
-        raise ValueError(f"give one landmark source, got {landmark_kinds}")
+    _at_most_one((("--landmarks", args.landmarks), ("--hamedan", args.hamedan),
+                  ("--centroid-landmarks", args.centroid_landmarks)), "give one landmark source")
     landmarks = None
     if args.landmarks is not None:
         landmarks = LandmarkFolder(
